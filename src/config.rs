@@ -143,8 +143,19 @@ fn database(
 ) -> Result<DatabaseSettings, ConfigError> {
     let url_var = format!("{prefix}_DATABASE_URL");
     let options = if let Some(url) = get(lookup, &url_var) {
-        url.parse::<PgConnectOptions>()
-            .map_err(|e| config_error(&url_var, format!("not a valid PostgreSQL URL: {e}")))?
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(config_error(
+                &url_var,
+                "must be a postgres:// or postgresql:// URL",
+            ));
+        }
+        let options = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| config_error(&url_var, format!("not a valid PostgreSQL URL: {e}")))?;
+        if options.get_database().is_none_or(str::is_empty) {
+            return Err(config_error(&url_var, "names no database"));
+        }
+        options
     } else {
         let var = |suffix: &str| format!("{prefix}_POSTGRES_{suffix}");
         let mut options = PgConnectOptions::new_without_pgpass()

@@ -64,7 +64,7 @@ fn migrate_autobot_when_reachable(settings: &Settings, mut shutdown: watch::Rece
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(30));
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
     });
 }
@@ -73,6 +73,8 @@ impl Application {
     /// Connects, migrates (when configured), creates the bootstrap admin, binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
+        // Install the recorder before anything records, or early metrics would be lost.
+        crate::telemetry::prometheus();
         let (shutdown, shutdown_rx) = watch::channel(false);
         if settings.migrate_on_start {
             crate::db::migrate_up(RealmId::Slm, &settings.slm_db.options)

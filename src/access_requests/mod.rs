@@ -303,8 +303,8 @@ pub async fn approve_access_request(
     let request = lock_pending(&mut tx, &ctx, path.id).await?;
     let temporary_password = random_secret().chars().take(20).collect::<String>();
     let new = NewUser {
-        username: Username::parse(&request.username).map_err(|m| ApiError::Conflict(m))?,
-        email: Some(Email::parse(&request.email).map_err(|m| ApiError::Conflict(m))?),
+        username: Username::parse(&request.username).map_err(ApiError::Conflict)?,
+        email: Some(Email::parse(&request.email).map_err(ApiError::Conflict)?),
         full_name: request.full_name.clone(),
         password: Password::parse(&temporary_password, &request.username, Some(&request.email))
             .map_err(|m| ApiError::Internal(anyhow::anyhow!("temporary password rejected: {m}")))?,

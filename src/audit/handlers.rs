@@ -86,7 +86,7 @@ pub async fn list_audit_events(
             Err(err) => return Err(err),
         }
     }
-    events.sort_by(|a, b| (b.occurred_at, b.id).cmp(&(a.occurred_at, a.id)));
+    events.sort_by_key(|e| std::cmp::Reverse((e.occurred_at, e.id)));
     let page_events: Vec<AuditEvent> = events
         .into_iter()
         .skip(usize::try_from(page.skip).unwrap_or(usize::MAX))

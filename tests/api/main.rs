@@ -1,0 +1,14 @@
+//! Integration tests: the real server over HTTP, against real PostgreSQL and Redis.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod auth;
+mod autobot;
+mod credentials;
+mod errors;
+mod operations;
+mod outbox;
+mod permissions;
+mod resilience;
+mod users;

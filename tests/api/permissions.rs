@@ -1,0 +1,191 @@
+//! The permission matrix of API.md §2.
+use crate::helpers::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn permission_matrix() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (_, viewer) = app.slm_user("viewer").await;
+    let (_, manager) = app.slm_user("manager").await;
+    let ab_user = app
+        .create_user("autobot", "ab-someone", "Sturdy-Pass-9000", &["user"])
+        .await;
+    let slm_target = app
+        .create_user("slm", "slm-target", "Sturdy-Pass-9000", &["viewer"])
+        .await;
+
+    // (who, method+path, body, expected status)
+    let who = [
+        ("viewer", &viewer),
+        ("manager", &manager),
+        ("admin", &admin),
+    ];
+    let expect = |v: u16, m: u16, a: u16| [v, m, a];
+    let checks: Vec<(&str, &str, serde_json::Value, [u16; 3])> = vec![
+        (
+            "GET",
+            "/api/autobot-users".into(),
+            json!(null),
+            expect(200, 200, 200),
+        ),
+        (
+            "GET",
+            "/api/autobot-teams".into(),
+            json!(null),
+            expect(200, 200, 200),
+        ),
+        (
+            "GET",
+            "/api/slm-users".into(),
+            json!(null),
+            expect(403, 200, 200),
+        ),
+        (
+            "GET",
+            "/api/access-requests".into(),
+            json!(null),
+            expect(403, 200, 200),
+        ),
+        (
+            "GET",
+            "/api/audit".into(),
+            json!(null),
+            expect(403, 403, 200),
+        ),
+        (
+            "POST",
+            "/api/autobot-users".into(),
+            json!({"username": "USERNAME", "password": "Sturdy-Pass-9000"}),
+            expect(403, 201, 201),
+        ),
+        (
+            "POST",
+            "/api/autobot-users".into(),
+            json!({"username": "USERNAME", "password": "Sturdy-Pass-9000", "roles": ["manager"]}),
+            expect(403, 201, 201),
+        ),
+        (
+            "POST",
+            "/api/autobot-users".into(),
+            json!({"username": "USERNAME", "password": "Sturdy-Pass-9000", "is_admin": true}),
+            expect(403, 403, 201),
+        ),
+        (
+            "POST",
+            "/api/slm-users".into(),
+            json!({"username": "USERNAME", "password": "Sturdy-Pass-9000"}),
+            expect(403, 403, 201),
+        ),
+        (
+            "POST",
+            "/api/autobot-teams".into(),
+            json!({"name": "USERNAME"}),
+            expect(403, 201, 201),
+        ),
+    ]
+    .into_iter()
+    .map(
+        |(m, p, b, e): (&str, String, serde_json::Value, [u16; 3])| {
+            (m, Box::leak(p.into_boxed_str()) as &str, b, e)
+        },
+    )
+    .collect();
+    for (method, path, body, expected) in checks {
+        for (i, (name, token)) in who.iter().enumerate() {
+            let body = if body.is_null() {
+                None
+            } else {
+                Some(
+                    serde_json::from_str(&body.to_string().replace(
+                        "USERNAME",
+                        &format!("u-{name}-{}", uuid::Uuid::new_v4().simple()),
+                    ))
+                    .unwrap(),
+                )
+            };
+            let answer = app
+                .request(method.parse().unwrap(), path, Some(token), body)
+                .await;
+            assert_eq!(
+                answer.status.as_u16(),
+                expected[i],
+                "{name} {method} {path}: {}",
+                answer.body
+            );
+            if expected[i] == 403 {
+                assert_eq!(answer.detail(), &json!("Not enough permissions"));
+            }
+        }
+    }
+    // Role grants: a manager may grant AutoBot roles up to manager, never admin.
+    let grant = |role: &'static str| json!({"roles": [role]});
+    assert_eq!(
+        app.post(
+            &format!("/api/autobot-users/{ab_user}/roles"),
+            &manager,
+            grant("manager")
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        app.post(
+            &format!("/api/autobot-users/{ab_user}/roles"),
+            &manager,
+            grant("admin")
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        app.post(
+            &format!("/api/autobot-users/{ab_user}/roles"),
+            &viewer,
+            grant("manager")
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        app.post(
+            &format!("/api/slm-users/{slm_target}/roles"),
+            &manager,
+            grant("manager")
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        app.patch(
+            &format!("/api/slm-users/{slm_target}"),
+            &manager,
+            json!({"full_name": "x"})
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/api/slm-users/{slm_target}"), &manager)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/api/autobot-users/{ab_user}"), &viewer)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/api/autobot-users/{ab_user}"), &manager)
+            .await
+            .status,
+        204
+    );
+}
