@@ -1,6 +1,6 @@
 -- Core identity schema of a realm. The same tables exist in both realms' databases; in
 -- autobot_users the tables users, roles, user_roles, teams and team_members are a public
--- contract read by the AutoBot backend (docs/autobot-schema.md).
+-- contract read by the AutoBot backend (README.md, "For the AutoBot backend team").
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
