@@ -403,24 +403,7 @@ pub async fn add_roles(
         .collect();
     if !added.is_empty() {
         let all: Vec<String> = all.into_iter().collect();
-        db::set_roles(&mut tx, id, &all)
-            .await
-            .map_err(|e| realm.db_error(e))?;
-        sqlx::query("UPDATE users SET updated_at = now() WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| realm.db_error(e))?;
-        audit::record(
-            &mut tx,
-            realm,
-            &operator.actor(),
-            "roles_changed",
-            Some(id),
-            json!({"added": added}),
-        )
-        .await?;
-        outbox::enqueue(&mut tx, realm, &[id], "user.roles_changed").await?;
+        store_roles(&mut tx, realm, operator, id, &all, json!({"added": added})).await?;
     }
     let user = db::fetch(&mut *tx, id)
         .await
@@ -428,6 +411,35 @@ pub async fn add_roles(
         .ok_or(NOT_FOUND)?;
     tx.commit().await.map_err(|e| realm.db_error(e))?;
     Ok(user)
+}
+
+/// Stores a user's new role set with its audit event and invalidation message.
+async fn store_roles(
+    tx: &mut sqlx::PgConnection,
+    realm: &Realm,
+    operator: &Principal,
+    id: Uuid,
+    roles: &[String],
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    db::set_roles(tx, id, roles)
+        .await
+        .map_err(|e| realm.db_error(e))?;
+    sqlx::query("UPDATE users SET updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| realm.db_error(e))?;
+    audit::record(
+        tx,
+        realm,
+        &operator.actor(),
+        "roles_changed",
+        Some(id),
+        detail,
+    )
+    .await?;
+    outbox::enqueue(tx, realm, &[id], "user.roles_changed").await
 }
 
 /// Removes one role from a user.
@@ -460,24 +472,15 @@ pub async fn remove_role(
             .filter(|r| *r != role)
             .cloned()
             .collect();
-        db::set_roles(&mut tx, id, &rest)
-            .await
-            .map_err(|e| realm.db_error(e))?;
-        sqlx::query("UPDATE users SET updated_at = now() WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| realm.db_error(e))?;
-        audit::record(
+        store_roles(
             &mut tx,
             realm,
-            &operator.actor(),
-            "roles_changed",
-            Some(id),
+            operator,
+            id,
+            &rest,
             json!({"removed": [role]}),
         )
         .await?;
-        outbox::enqueue(&mut tx, realm, &[id], "user.roles_changed").await?;
     }
     let user = db::fetch(&mut *tx, id)
         .await

@@ -39,6 +39,7 @@ pub struct TestApp {
     pub slm_db: PgPool,
     pub autobot_db: PgPool,
     pub channel: String,
+    vars: HashMap<String, String>,
     admin_token: tokio::sync::OnceCell<String>,
 }
 
@@ -112,6 +113,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         slm_db,
         autobot_db,
         channel: vars["INVALIDATION_CHANNEL"].clone(),
+        vars,
         admin_token: tokio::sync::OnceCell::new(),
     }
 }
@@ -159,6 +161,11 @@ impl Answer {
 }
 
 impl TestApp {
+    /// The settings this app was built with (for CLI commands on its databases).
+    pub fn settings(&self) -> Settings {
+        Settings::from_lookup(&|name| self.vars.get(name).cloned()).expect("settings")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod autobot;
+mod cli;
 mod credentials;
 mod errors;
 mod operations;
