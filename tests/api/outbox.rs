@@ -192,3 +192,41 @@ async fn writes_succeed_while_redis_is_down_and_nothing_is_lost() {
     );
     let _ = admin;
 }
+
+#[tokio::test]
+async fn two_replicas_relay_every_message_once_in_order() {
+    let dbs = new_database_names();
+    let channel = format!("test:{}:shared", uuid::Uuid::new_v4().simple());
+    let replica = |dbs: (String, String)| Options {
+        vars: vec![("INVALIDATION_CHANNEL", channel.clone())],
+        databases: Some(dbs),
+    };
+    let one = spawn_app_with(replica(dbs.clone())).await;
+    let two = spawn_app_with(replica(dbs.clone())).await;
+    let admin_one = one.admin().await;
+    let admin_two = two.token("slm", "admin", ADMIN_PASSWORD).await;
+    let mut sub = one.subscribe().await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (app, token) = if i % 2 == 0 {
+            (&one, &admin_one)
+        } else {
+            (&two, &admin_two)
+        };
+        let created = app
+            .post(
+                "/api/autobot-users",
+                token,
+                json!({"username": format!("rep{i}"), "password": "Sturdy-Pass-9000"}),
+            )
+            .await;
+        assert_eq!(created.status, 201);
+        ids.push(created.body["id"].as_str().unwrap().to_owned());
+    }
+    let msgs = receive(&mut sub, 21, Duration::from_secs(5)).await;
+    let got: Vec<String> = msgs
+        .iter()
+        .map(|m| m["user_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, ids, "each message exactly once, in commit order");
+}
