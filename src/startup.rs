@@ -281,7 +281,8 @@ pub fn router(app: AppState) -> Router {
         .layer(axum::middleware::from_fn(crate::middleware::observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            // 5xx are logged once, with their cause, by middleware::observe.
+            TraceLayer::new_for_http().on_failure(()).make_span_with(|req: &axum::http::Request<_>| {
                 let request_id = req
                     .headers()
                     .get("x-request-id")
