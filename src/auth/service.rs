@@ -20,7 +20,7 @@ use crate::outbox;
 use crate::rate_limit::Limit;
 use crate::realm::Realm;
 use crate::state::AppState;
-use crate::users::db::{self as users_db, User};
+use crate::users::db::{self as users_db, User, user_columns};
 
 /// The one answer to every failed login, so that it tells nothing about the account.
 pub const INVALID_LOGIN: ApiError = ApiError::Unauthorized("Invalid username or password");
@@ -355,9 +355,10 @@ pub async fn login(
 #[derive(sqlx::FromRow)]
 struct RefreshRow {
     session_id: Uuid,
-    user_id: Uuid,
     used: bool,
     live: bool,
+    #[sqlx(flatten)]
+    user: User,
 }
 
 /// Exchanges a refresh token for a new pair. The old token stops working; presenting a used
@@ -369,16 +370,19 @@ pub async fn refresh(
     client: ClientInfo,
 ) -> Result<TokenResponse, ApiError> {
     let mut tx = realm.begin().await?;
-    let row: Option<RefreshRow> = sqlx::query_as(
-        r"SELECT rt.session_id, s.user_id, rt.used_at IS NOT NULL AS used,
+    // The token, its session and its user in one round trip; rows locked so that two
+    // concurrent uses of one token cannot both succeed.
+    let row: Option<RefreshRow> = sqlx::query_as(concat!(
+        r"SELECT rt.session_id, rt.used_at IS NOT NULL AS used,
                  (s.revoked_at IS NULL AND s.expires_at > now() AND rt.expires_at > now()
-                  AND u.is_active) AS live
-          FROM refresh_tokens rt
+                  AND u.is_active) AS live, ",
+        user_columns!(),
+        r" FROM refresh_tokens rt
           JOIN sessions s ON s.id = rt.session_id
           JOIN users u ON u.id = s.user_id
           WHERE rt.token_hash = $1
-          FOR UPDATE OF rt, s",
-    )
+          FOR UPDATE OF rt, s"
+    ))
     .bind(sha256(refresh_token))
     .fetch_optional(&mut *tx)
     .await
@@ -386,9 +390,10 @@ pub async fn refresh(
     let Some(row) = row else {
         return Err(ApiError::InvalidCredentials);
     };
+    let user_id = row.user.id;
     let actor = Actor {
-        id: Some(row.user_id),
-        username: None,
+        id: Some(user_id),
+        username: Some(row.user.username.clone()),
         client: client.clone(),
     };
     if row.used {
@@ -398,7 +403,7 @@ pub async fn refresh(
             realm,
             &actor,
             "token_reuse_detected",
-            Some(row.user_id),
+            Some(user_id),
             json!({"session_id": row.session_id}),
         )
         .await?;
@@ -408,44 +413,33 @@ pub async fn refresh(
     if !row.live {
         return Err(ApiError::InvalidCredentials);
     }
-    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
-        .bind(sha256(refresh_token))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| realm.db_error(e))?;
     let new_refresh = random_secret();
     let expires_at = Utc::now() + realm.tokens().refresh_ttl;
+    // Retire the used token, add its successor and extend the session: one statement.
     sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
+        r"WITH used AS (UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1),
+               extended AS (UPDATE sessions SET expires_at = $4 WHERE id = $3)
+          INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($2, $3, $4)",
     )
+    .bind(sha256(refresh_token))
     .bind(sha256(&new_refresh))
     .bind(row.session_id)
     .bind(expires_at)
     .execute(&mut *tx)
     .await
     .map_err(|e| realm.db_error(e))?;
-    sqlx::query("UPDATE sessions SET expires_at = $2 WHERE id = $1")
-        .bind(row.session_id)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| realm.db_error(e))?;
     audit::record(
         &mut tx,
         realm,
         &actor,
         "token_refresh",
-        Some(row.user_id),
+        Some(user_id),
         json!({"session_id": row.session_id}),
     )
     .await?;
-    let user = users_db::fetch(&mut *tx, row.user_id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(ApiError::InvalidCredentials)?;
     tx.commit().await.map_err(|e| realm.db_error(e))?;
-    let access = realm.tokens().issue_access(row.user_id, row.session_id)?;
-    Ok(token_response(realm, access, new_refresh, user))
+    let access = realm.tokens().issue_access(user_id, row.session_id)?;
+    Ok(token_response(realm, access, new_refresh, row.user))
 }
 
 async fn users_db_revoke_session(
