@@ -80,10 +80,7 @@ pub enum Command {
 }
 
 fn options(settings: &Settings, realm: RealmId) -> &sqlx::postgres::PgConnectOptions {
-    match realm {
-        RealmId::Slm => &settings.slm_db.options,
-        RealmId::Autobot => &settings.autobot_db.options,
-    }
+    &settings.realm(realm).0.options
 }
 
 /// Runs `migrate`.
@@ -139,7 +136,10 @@ pub async fn create_admin(
     )
     .map_err(|m| anyhow::anyhow!("password: {m}"))?;
     crate::db::migrate_up(realm, options(settings, realm)).await?;
-    let hash = crate::auth::password::hash_blocking(password.expose())?;
+    // Argon2 is CPU-bound: off the async runtime.
+    let to_hash = password.expose().to_owned();
+    let hash = tokio::task::spawn_blocking(move || crate::auth::password::hash_blocking(&to_hash))
+        .await??;
     let mut conn = sqlx::PgConnection::connect_with(options(settings, realm)).await?;
     let mut tx = conn.begin().await?;
     let id = Uuid::now_v7();

@@ -353,6 +353,16 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The database settings and token secret of a realm.
+    pub fn realm(&self, realm: crate::realm::RealmId) -> (&DatabaseSettings, &str) {
+        match realm {
+            crate::realm::RealmId::Slm => (&self.slm_db, &self.slm_jwt_secret),
+            crate::realm::RealmId::Autobot => (&self.autobot_db, &self.autobot_jwt_secret),
+        }
+    }
+}
+
 /// When a per-realm secret falls back to `SECRET_KEY`, name `SECRET_KEY` in the error.
 fn rename_if_shared(mut err: ConfigError, shared: &Option<String>) -> ConfigError {
     if shared.is_some() || err.problem.starts_with("must be set") {

@@ -34,10 +34,7 @@ pub struct Application {
 }
 
 fn realm(id: RealmId, settings: &Settings) -> Realm {
-    let (db, secret) = match id {
-        RealmId::Slm => (&settings.slm_db, &settings.slm_jwt_secret),
-        RealmId::Autobot => (&settings.autobot_db, &settings.autobot_jwt_secret),
-    };
+    let (db, secret) = settings.realm(id);
     let keys = TokenKeys::new(
         id.as_str(),
         secret,

@@ -63,7 +63,6 @@ impl FromRef<Scoped> for AppState {
 /// time out after half a second, so Redis being down degrades features instead of hanging.
 #[derive(Clone)]
 pub struct Redis {
-    client: redis::Client,
     manager: ConnectionManager,
 }
 
@@ -75,17 +74,13 @@ impl Redis {
             .set_response_timeout(Some(Duration::from_millis(500)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        Ok(Self { client, manager })
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self { manager })
     }
 
     /// A handle for commands (cheap clone of a multiplexed connection).
     pub fn conn(&self) -> ConnectionManager {
         self.manager.clone()
-    }
-
-    pub fn client(&self) -> &redis::Client {
-        &self.client
     }
 
     /// Whether Redis answers PING right now.
