@@ -162,12 +162,24 @@ impl std::fmt::Debug for Realm {
 
 /// A pool that connects on first use, so that the server starts while a database is down, and
 /// whose requests give up after `acquire_timeout` instead of hanging.
+///
+/// A connection is pinged before use only when it has been idle for over a second: one that was
+/// just returned is known to work, and pinging it would add a round trip to every request.
 pub fn lazy_pool(settings: &DatabaseSettings) -> PgPool {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(0)
         .acquire_timeout(settings.acquire_timeout)
         .idle_timeout(std::time::Duration::from_secs(300))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > std::time::Duration::from_secs(1) {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(settings.options.clone())
 }
 

@@ -41,6 +41,8 @@ struct LoginRow {
     is_active: bool,
     mfa_enabled: bool,
     mfa_secret_encrypted: Option<Vec<u8>>,
+    /// This attempt's number in the failure window; NULL when the account is locked.
+    attempt: Option<i32>,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -51,7 +53,7 @@ fn login_outcome(realm: &Realm, outcome: &'static str) {
     metrics::counter!("logins_total", "realm" => realm.name(), "outcome" => outcome).increment(1);
 }
 
-/// Writes an audit event in its own short transaction (login failures have no other write).
+/// Writes an audit event on its own (login failures have no other write): one statement.
 async fn audit_alone(
     realm: &Realm,
     actor: &Actor,
@@ -59,41 +61,62 @@ async fn audit_alone(
     target: Option<Uuid>,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let mut tx = realm.begin().await?;
-    audit::record(&mut tx, realm, actor, event, target, detail).await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))
+    let mut conn = realm.acquire().await?;
+    audit::record(&mut conn, realm, actor, event, target, detail).await
 }
 
-/// Creates a session and its first refresh token; returns the token pair.
+/// Completes a successful login in one statement: clears the failure count, stamps
+/// `last_login_at`, creates the session and its first refresh token, audits `login_success`,
+/// and returns the user with the token pair.
 async fn start_session(
     conn: &mut PgConnection,
     realm: &Realm,
     user_id: Uuid,
+    username: &str,
     client: &ClientInfo,
-) -> Result<(String, String), ApiError> {
+) -> Result<(String, String, User), ApiError> {
     let session_id = Uuid::now_v7();
     let refresh_token = random_secret();
     let expires_at = Utc::now() + realm.tokens().refresh_ttl;
-    sqlx::query("INSERT INTO sessions (id, user_id, expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5)")
-        .bind(session_id)
-        .bind(user_id)
-        .bind(expires_at)
-        .bind(client.ip.map(|ip| ip.to_string()))
-        .bind(&client.user_agent)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
-    )
-    .bind(sha256(&refresh_token))
+    let ip = client.ip.map(|ip| ip.to_string());
+    let user: Option<User> = sqlx::query_as(concat!(
+        r"WITH session AS (
+              INSERT INTO sessions (id, user_id, expires_at, ip, user_agent)
+              VALUES ($2, $1, $3, $4, $5)
+          ),
+          token AS (
+              INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($6, $2, $3)
+          ),
+          audited AS (
+              INSERT INTO audit_log (id, occurred_at, realm, event_type, actor_id, actor_username,
+                                     target_id, ip, user_agent, detail)
+              VALUES ($7, now(), $8, 'login_success', $1, $9, $1, $4, $5, '{}'::jsonb)
+          )
+          UPDATE users u SET failed_login_count = 0, failed_login_window_start = NULL,
+                             last_login_at = now()
+          WHERE u.id = $1
+          RETURNING ",
+        user_columns!()
+    ))
+    .bind(user_id)
     .bind(session_id)
     .bind(expires_at)
-    .execute(&mut *conn)
+    .bind(&ip)
+    .bind(&client.user_agent)
+    .bind(sha256(&refresh_token))
+    .bind(Uuid::now_v7())
+    .bind(realm.name())
+    .bind(username)
+    .fetch_optional(&mut *conn)
     .await
-    .map_err(|e| realm.db_error(e))?;
+    .map_err(|e| match &e {
+        // The user was deleted since the password check: the session's foreign key refuses.
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => INVALID_LOGIN,
+        _ => realm.db_error(e),
+    })?;
+    let user = user.ok_or(INVALID_LOGIN)?;
     let access = realm.tokens().issue_access(user_id, session_id)?;
-    Ok((access, refresh_token))
+    Ok((access, refresh_token, user))
 }
 
 fn token_response(realm: &Realm, access: String, refresh: String, user: User) -> TokenResponse {
@@ -162,20 +185,39 @@ pub async fn login(
     let actor = Actor::anonymous(client.clone());
     let lockout = app.settings.lockout;
 
-    let row: Option<LoginRow> = {
-        let mut conn = realm.acquire().await?;
-        sqlx::query_as(
-            r"SELECT id, username, password_hash, is_active, mfa_enabled, mfa_secret_encrypted
+    // Find the account and reserve an attempt in one statement: only `threshold` attempts per
+    // window ever reach the password check (the row lock serialises parallel guesses), and a
+    // locked account reserves nothing (`attempt` is NULL).
+    let row: Option<LoginRow> = sqlx::query_as(
+        r"WITH target AS (
+              SELECT id, username, password_hash, is_active, mfa_enabled, mfa_secret_encrypted
               FROM users
               WHERE lower(username) = lower($1)
                  OR (strpos($1, '@') > 0 AND lower(email) = lower($1))
-              LIMIT 1",
-        )
-        .bind(creds.username.trim())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| realm.db_error(e))?
-    };
+              LIMIT 1
+          ),
+          reserved AS (
+              UPDATE users SET
+                  failed_login_count = CASE
+                      WHEN failed_login_window_start IS NULL
+                        OR failed_login_window_start <= now() - make_interval(secs => $2)
+                      THEN 1 ELSE failed_login_count + 1 END,
+                  failed_login_window_start = CASE
+                      WHEN failed_login_window_start IS NULL
+                        OR failed_login_window_start <= now() - make_interval(secs => $2)
+                      THEN now() ELSE failed_login_window_start END
+              FROM target
+              WHERE users.id = target.id
+                AND (users.locked_until IS NULL OR users.locked_until <= now())
+              RETURNING users.failed_login_count
+          )
+          SELECT target.*, (SELECT failed_login_count FROM reserved) AS attempt FROM target",
+    )
+    .bind(creds.username.trim())
+    .bind(secs(lockout.window))
+    .fetch_optional(realm.db())
+    .await
+    .map_err(|e| realm.db_error(e))?;
     let Some(row) = row else {
         app.hasher.verify(&creds.password, None).await?;
         login_outcome(realm, "unknown_user");
@@ -190,26 +232,7 @@ pub async fn login(
         .await?;
         return Err(INVALID_LOGIN);
     };
-
-    // Reserve an attempt: only `threshold` attempts per window ever reach the password check.
-    let attempt: Option<i32> = sqlx::query_scalar(
-        r"UPDATE users SET
-              failed_login_count = CASE
-                  WHEN failed_login_window_start IS NULL
-                    OR failed_login_window_start <= now() - make_interval(secs => $2)
-                  THEN 1 ELSE failed_login_count + 1 END,
-              failed_login_window_start = CASE
-                  WHEN failed_login_window_start IS NULL
-                    OR failed_login_window_start <= now() - make_interval(secs => $2)
-                  THEN now() ELSE failed_login_window_start END
-          WHERE id = $1 AND (locked_until IS NULL OR locked_until <= now())
-          RETURNING failed_login_count",
-    )
-    .bind(row.id)
-    .bind(secs(lockout.window))
-    .fetch_optional(realm.db())
-    .await
-    .map_err(|e| realm.db_error(e))?;
+    let attempt = row.attempt;
     let Some(attempt) = attempt.filter(|n| *n <= lockout.threshold) else {
         // Locked: same work and same answer as a wrong password.
         app.hasher.verify(&creds.password, None).await?;
@@ -271,6 +294,21 @@ pub async fn login(
         return Err(INVALID_LOGIN);
     }
 
+    // An imported bcrypt hash (or older parameters) becomes Argon2id on first login; it is
+    // computed before any transaction opens, so that none waits on Argon2.
+    let upgraded = match verified.needs_rehash {
+        true => Some(app.hasher.hash(&creds.password).await?),
+        false => None,
+    };
+    if !row.mfa_enabled && upgraded.is_none() {
+        // The usual case: one statement, no transaction to open and commit.
+        let mut conn = realm.acquire().await?;
+        let (access, refresh, user) =
+            start_session(&mut conn, realm, row.id, &row.username, &client).await?;
+        login_outcome(realm, "success");
+        return Ok(token_response(realm, access, refresh, user));
+    }
+
     let mut tx = realm.begin().await?;
     if row.mfa_enabled {
         let Some(code) = creds.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
@@ -309,18 +347,7 @@ pub async fn login(
             return Err(INVALID_LOGIN);
         }
     }
-    sqlx::query(
-        r"UPDATE users SET failed_login_count = 0, failed_login_window_start = NULL,
-               last_login_at = now()
-          WHERE id = $1",
-    )
-    .bind(row.id)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    if verified.needs_rehash {
-        // Imported bcrypt hashes (or older parameters) become Argon2id on first login.
-        let upgraded = app.hasher.hash(&creds.password).await?;
+    if let Some(upgraded) = upgraded {
         sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
             .bind(row.id)
             .bind(&upgraded)
@@ -328,118 +355,120 @@ pub async fn login(
             .await
             .map_err(|e| realm.db_error(e))?;
     }
-    let (access, refresh) = start_session(&mut tx, realm, row.id, &client).await?;
-    let login_actor = Actor {
-        id: Some(row.id),
-        username: Some(row.username.clone()),
-        client,
-    };
-    audit::record(
-        &mut tx,
-        realm,
-        &login_actor,
-        "login_success",
-        Some(row.id),
-        json!({}),
-    )
-    .await?;
-    let user = users_db::fetch(&mut *tx, row.id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(INVALID_LOGIN)?;
+    let (access, refresh, user) =
+        start_session(&mut tx, realm, row.id, &row.username, &client).await?;
     tx.commit().await.map_err(|e| realm.db_error(e))?;
     login_outcome(realm, "success");
     Ok(token_response(realm, access, refresh, user))
 }
 
 #[derive(sqlx::FromRow)]
-struct RefreshRow {
+struct RefreshedRow {
     session_id: Uuid,
-    used: bool,
-    live: bool,
     #[sqlx(flatten)]
     user: User,
 }
 
 /// Exchanges a refresh token for a new pair. The old token stops working; presenting a used
 /// token again means it was stolen or replayed, and ends the whole session.
+///
+/// The usual case is one statement, so one round trip: the token is retired only if it is
+/// unused, unexpired, and its session and user are live (the row lock makes this a
+/// compare-and-set: of two concurrent uses, one wins); its successor is issued, the session
+/// extended and `token_refresh` audited, all atomically.
 #[instrument(skip_all, fields(realm = realm.name()))]
 pub async fn refresh(
     realm: &Realm,
     refresh_token: &str,
     client: ClientInfo,
 ) -> Result<TokenResponse, ApiError> {
-    let mut tx = realm.begin().await?;
-    // The token, its session and its user in one round trip; rows locked so that two
-    // concurrent uses of one token cannot both succeed.
-    let row: Option<RefreshRow> = sqlx::query_as(concat!(
-        r"SELECT rt.session_id, rt.used_at IS NOT NULL AS used,
-                 (s.revoked_at IS NULL AND s.expires_at > now() AND rt.expires_at > now()
-                  AND u.is_active) AS live, ",
+    let presented = sha256(refresh_token);
+    let new_refresh = random_secret();
+    let expires_at = Utc::now() + realm.tokens().refresh_ttl;
+    let refreshed: Option<RefreshedRow> = sqlx::query_as(concat!(
+        r"WITH retired AS (
+              UPDATE refresh_tokens rt SET used_at = now()
+              FROM sessions s JOIN users su ON su.id = s.user_id
+              WHERE rt.token_hash = $1 AND rt.used_at IS NULL AND rt.expires_at > now()
+                AND s.id = rt.session_id AND s.revoked_at IS NULL AND s.expires_at > now()
+                AND su.is_active
+              RETURNING rt.session_id, s.user_id
+          ),
+          extended AS (
+              UPDATE sessions SET expires_at = $3 FROM retired WHERE sessions.id = retired.session_id
+          ),
+          issued AS (
+              INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
+              SELECT $2, session_id, $3 FROM retired
+          ),
+          audited AS (
+              INSERT INTO audit_log (id, occurred_at, realm, event_type, actor_id, actor_username,
+                                     target_id, ip, user_agent, detail)
+              SELECT $4, now(), $5, 'token_refresh', au.id, au.username, au.id, $6, $7,
+                     jsonb_build_object('session_id', r.session_id)
+              FROM retired r JOIN users au ON au.id = r.user_id
+          )
+          SELECT r.session_id, ",
         user_columns!(),
-        r" FROM refresh_tokens rt
+        r" FROM retired r JOIN users u ON u.id = r.user_id"
+    ))
+    .bind(&presented)
+    .bind(sha256(&new_refresh))
+    .bind(expires_at)
+    .bind(Uuid::now_v7())
+    .bind(realm.name())
+    .bind(client.ip.map(|ip| ip.to_string()))
+    .bind(&client.user_agent)
+    .fetch_optional(realm.db())
+    .await
+    .map_err(|e| realm.db_error(e))?;
+    let Some(RefreshedRow { session_id, user }) = refreshed else {
+        detect_reuse(realm, &presented, client).await?;
+        return Err(ApiError::InvalidCredentials);
+    };
+    let access = realm.tokens().issue_access(user.id, session_id)?;
+    Ok(token_response(realm, access, new_refresh, user))
+}
+
+/// After a refused refresh: if the token exists and was already used, it was stolen or
+/// replayed (or raced with its own successful use), so its whole session ends.
+async fn detect_reuse(
+    realm: &Realm,
+    token_hash: &[u8],
+    client: ClientInfo,
+) -> Result<(), ApiError> {
+    let mut tx = realm.begin().await?;
+    let used: Option<(Uuid, Uuid, String)> = sqlx::query_as(
+        r"SELECT rt.session_id, u.id, u.username
+          FROM refresh_tokens rt
           JOIN sessions s ON s.id = rt.session_id
           JOIN users u ON u.id = s.user_id
-          WHERE rt.token_hash = $1
-          FOR UPDATE OF rt, s"
-    ))
-    .bind(sha256(refresh_token))
+          WHERE rt.token_hash = $1 AND rt.used_at IS NOT NULL
+          FOR UPDATE OF s",
+    )
+    .bind(token_hash)
     .fetch_optional(&mut *tx)
     .await
     .map_err(|e| realm.db_error(e))?;
-    let Some(row) = row else {
-        return Err(ApiError::InvalidCredentials);
+    let Some((session_id, user_id, username)) = used else {
+        return Ok(());
     };
-    let user_id = row.user.id;
+    users_db_revoke_session(&mut tx, realm, session_id, "refresh_token_reuse").await?;
     let actor = Actor {
         id: Some(user_id),
-        username: Some(row.user.username.clone()),
-        client: client.clone(),
+        username: Some(username),
+        client,
     };
-    if row.used {
-        users_db_revoke_session(&mut tx, realm, row.session_id, "refresh_token_reuse").await?;
-        audit::record(
-            &mut tx,
-            realm,
-            &actor,
-            "token_reuse_detected",
-            Some(user_id),
-            json!({"session_id": row.session_id}),
-        )
-        .await?;
-        tx.commit().await.map_err(|e| realm.db_error(e))?;
-        return Err(ApiError::InvalidCredentials);
-    }
-    if !row.live {
-        return Err(ApiError::InvalidCredentials);
-    }
-    let new_refresh = random_secret();
-    let expires_at = Utc::now() + realm.tokens().refresh_ttl;
-    // Retire the used token, add its successor and extend the session: one statement.
-    sqlx::query(
-        r"WITH used AS (UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1),
-               extended AS (UPDATE sessions SET expires_at = $4 WHERE id = $3)
-          INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($2, $3, $4)",
-    )
-    .bind(sha256(refresh_token))
-    .bind(sha256(&new_refresh))
-    .bind(row.session_id)
-    .bind(expires_at)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
     audit::record(
         &mut tx,
         realm,
         &actor,
-        "token_refresh",
+        "token_reuse_detected",
         Some(user_id),
-        json!({"session_id": row.session_id}),
+        json!({"session_id": session_id}),
     )
     .await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
-    let access = realm.tokens().issue_access(user_id, row.session_id)?;
-    Ok(token_response(realm, access, new_refresh, row.user))
+    tx.commit().await.map_err(|e| realm.db_error(e))
 }
 
 async fn users_db_revoke_session(
