@@ -205,6 +205,9 @@ pub async fn update(
     }
     let deactivating = patch.is_active == Some(false) && target.is_active;
     let demoting = patch.is_admin == Some(false) && target.has_role(ADMIN_ROLE);
+    let roles_changed = patch
+        .is_admin
+        .is_some_and(|admin| admin != target.has_role(ADMIN_ROLE));
     if deactivating && is_self(operator, realm, id) {
         return Err(ApiError::Conflict("You cannot deactivate yourself".into()));
     }
@@ -290,29 +293,19 @@ pub async fn update(
         )
         .await?;
     }
-    // A deactivated user or a new password ends every session at once.
-    if deactivating || password_hash.is_some() {
-        let ended = db::revoke_sessions(
-            &mut tx,
-            id,
-            None,
-            if deactivating {
-                "deactivated"
-            } else {
-                "password_changed"
-            },
-        )
-        .await
-        .map_err(|e| realm.db_error(e))?;
-        audit::record(
-            &mut tx,
-            realm,
-            &actor,
-            "sessions_revoked",
-            Some(id),
-            json!({"sessions": ended}),
-        )
-        .await?;
+    // Deactivation, a new password or new roles end the user's sessions at once: whatever
+    // was granted under the old state must be asked for again.
+    let reason = if deactivating {
+        Some("deactivated")
+    } else if password_hash.is_some() {
+        Some("password_changed")
+    } else if roles_changed {
+        Some("roles_changed")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        end_sessions(&mut tx, realm, operator, id, reason).await?;
     }
     audit::record(
         &mut tx,
@@ -439,7 +432,36 @@ async fn store_roles(
         detail,
     )
     .await?;
+    end_sessions(tx, realm, operator, id, "roles_changed").await?;
     outbox::enqueue(tx, realm, &[id], "user.roles_changed").await
+}
+
+/// Ends a user's sessions and audits it: every session, except the operator's own when they
+/// change themselves (like a password change, which ends only the *other* sessions). API keys
+/// stay: they carry no snapshot of the user, whose current state is checked on every use.
+async fn end_sessions(
+    tx: &mut sqlx::PgConnection,
+    realm: &Realm,
+    operator: &Principal,
+    id: Uuid,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let keep = match is_self(operator, realm, id) {
+        true => operator.session_id,
+        false => None,
+    };
+    let ended = db::revoke_sessions(tx, id, keep, reason)
+        .await
+        .map_err(|e| realm.db_error(e))?;
+    audit::record(
+        tx,
+        realm,
+        &operator.actor(),
+        "sessions_revoked",
+        Some(id),
+        json!({"sessions": ended, "reason": reason}),
+    )
+    .await
 }
 
 /// Removes one role from a user.

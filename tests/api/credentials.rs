@@ -408,3 +408,99 @@ async fn totp_mfa_setup_login_replay_and_recovery() {
         "MFA off"
     );
 }
+
+#[tokio::test]
+async fn a_role_change_ends_sessions_and_keys_see_the_new_roles() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    for (realm, role, added) in [
+        ("slm", "viewer", "manager"),
+        ("autobot", "user", "manager"),
+    ] {
+        let name = format!("{realm}-promoted");
+        let id = app
+            .create_user(realm, &name, "Sturdy-Pass-9000", &[role])
+            .await;
+        let login = app.login(realm, &name, "Sturdy-Pass-9000").await;
+        let access = login.body["access_token"].as_str().unwrap().to_owned();
+        let refresh = login.body["refresh_token"].as_str().unwrap().to_owned();
+        let key = app
+            .post(
+                &format!("/api/{realm}-auth/me/api-keys"),
+                &access,
+                json!({"name": "tool"}),
+            )
+            .await
+            .body["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let me = format!("/api/{realm}-auth/me");
+
+        let granted = app
+            .post(
+                &format!("/api/{realm}-users/{id}/roles"),
+                &admin,
+                json!({"roles": [added]}),
+            )
+            .await;
+        assert_eq!(granted.status, 200, "{}", granted.body);
+        assert_eq!(app.get(&me, &access).await.status, 401, "{realm}: access");
+        let refreshed = app
+            .request(
+                Method::POST,
+                &format!("/api/{realm}-auth/refresh"),
+                None,
+                Some(json!({"refresh_token": refresh})),
+            )
+            .await;
+        assert_eq!(refreshed.status, 401, "{realm}: refresh");
+        let via_key = app.get(&me, &key).await;
+        assert_eq!(via_key.status, 200, "{realm}: the key stays");
+        assert!(
+            via_key.body["roles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == added),
+            "{realm}: the key sees the new role: {}",
+            via_key.body
+        );
+
+        // Removing a role ends the sessions opened since, too.
+        let access = app.token(realm, &name, "Sturdy-Pass-9000").await;
+        let removed = app
+            .delete(&format!("/api/{realm}-users/{id}/roles/{added}"), &admin)
+            .await;
+        assert_eq!(removed.status, 200, "{}", removed.body);
+        assert_eq!(app.get(&me, &access).await.status, 401, "{realm}: removed");
+        assert_eq!(app.get(&me, &key).await.body["roles"], json!([role]));
+
+        // So does `is_admin`; a PATCH that changes no role ends nothing.
+        let access = app.token(realm, &name, "Sturdy-Pass-9000").await;
+        let patched = app
+            .patch(
+                &format!("/api/{realm}-users/{id}"),
+                &admin,
+                json!({"full_name": "Still The Same"}),
+            )
+            .await;
+        assert_eq!(patched.status, 200);
+        assert_eq!(
+            app.get(&me, &access).await.status,
+            200,
+            "{realm}: no change"
+        );
+        let promoted = app
+            .patch(
+                &format!("/api/{realm}-users/{id}"),
+                &admin,
+                json!({"is_admin": true}),
+            )
+            .await;
+        assert_eq!(promoted.status, 200, "{}", promoted.body);
+        assert_eq!(app.get(&me, &access).await.status, 401, "{realm}: is_admin");
+    }
+    // The admin who made the changes is still signed in.
+    assert_eq!(app.get("/api/slm-auth/me", &admin).await.status, 200);
+}

@@ -395,7 +395,13 @@ async fn role_change_takes_effect_immediately() {
         .await;
     assert_eq!(
         app.get("/api/slm-users", &manager).await.status,
-        403,
-        "demoted on the very next request"
+        401,
+        "the session that held the old role has ended"
     );
+    let name = app.get(&format!("/api/slm-users/{id}"), &admin).await.body["username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let demoted = app.token("slm", &name, "Sturdy-Pass-9000").await;
+    assert_eq!(app.get("/api/slm-users", &demoted).await.status, 403);
 }
