@@ -72,6 +72,19 @@ pub async fn observe(request: Request, next: Next) -> Response {
     response
 }
 
+/// Tells the password hasher that a request other than a login is being served, so that it
+/// keeps a core free (see [`crate::auth::password`]).
+pub async fn keep_a_core_for_requests(
+    axum::extract::State(hasher): axum::extract::State<crate::auth::password::PasswordHasher>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !request.uri().path().ends_with("/login") {
+        hasher.note_other_request();
+    }
+    next.run(request).await
+}
+
 /// The router's fallback: FastAPI's 404.
 pub async fn not_found() -> Response {
     (

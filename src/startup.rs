@@ -276,6 +276,10 @@ pub fn router(app: AppState) -> Router {
         ))
         .layer(cors(&app.settings))
         .layer(axum::middleware::from_fn(crate::middleware::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            app.hasher.clone(),
+            crate::middleware::keep_a_core_for_requests,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             // 5xx are logged once, with their cause, by middleware::observe.
