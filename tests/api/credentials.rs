@@ -413,10 +413,7 @@ async fn totp_mfa_setup_login_replay_and_recovery() {
 async fn a_role_change_ends_sessions_and_keys_see_the_new_roles() {
     let app = spawn_app().await;
     let admin = app.admin().await;
-    for (realm, role, added) in [
-        ("slm", "viewer", "manager"),
-        ("autobot", "user", "manager"),
-    ] {
+    for (realm, role, added) in [("slm", "viewer", "manager"), ("autobot", "user", "manager")] {
         let name = format!("{realm}-promoted");
         let id = app
             .create_user(realm, &name, "Sturdy-Pass-9000", &[role])

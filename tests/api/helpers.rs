@@ -62,6 +62,20 @@ pub fn new_database_names() -> (String, String) {
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     init_logs();
+    let vars = test_vars(options);
+    let lookup = vars.clone();
+    let settings = Settings::from_lookup(&|name| lookup.get(name).cloned()).expect("test settings");
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp::connect(address, vars).await
+}
+
+/// The configuration of a test server: fresh databases (unless given), its own Redis key prefix
+/// and channel, a random port, and `options.vars` on top.
+pub fn test_vars(options: Options) -> HashMap<String, String> {
     let (slm_name, autobot_name) = options.databases.clone().unwrap_or_else(new_database_names);
     let base = pg_base();
     let tag = Uuid::new_v4().simple().to_string();
@@ -90,31 +104,31 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     for (k, v) in options.vars {
         vars.insert(k.into(), v);
     }
-    let lookup = vars.clone();
-    let settings = Settings::from_lookup(&|name| lookup.get(name).cloned()).expect("test settings");
-    let app = Application::build(settings)
-        .await
-        .expect("application builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let slm_db = PgPool::connect(&format!("{base}/{slm_name}"))
-        .await
-        .expect("slm pool");
-    let autobot_db = sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(Duration::from_secs(2))
-        .connect_lazy(&vars["AUTOBOT_DATABASE_URL"])
-        .expect("autobot pool");
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
-        slm_db,
-        autobot_db,
-        channel: vars["INVALIDATION_CHANNEL"].clone(),
-        vars,
-        admin_token: tokio::sync::OnceCell::new(),
+    vars
+}
+
+impl TestApp {
+    /// A client of the server at `address`, started with `vars` (by this process or another).
+    pub async fn connect(address: String, vars: HashMap<String, String>) -> Self {
+        let slm_db = PgPool::connect(&vars["SLM_DATABASE_URL"])
+            .await
+            .expect("slm pool");
+        let autobot_db = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy(&vars["AUTOBOT_DATABASE_URL"])
+            .expect("autobot pool");
+        Self {
+            address,
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            slm_db,
+            autobot_db,
+            channel: vars["INVALIDATION_CHANNEL"].clone(),
+            vars,
+            admin_token: tokio::sync::OnceCell::new(),
+        }
     }
 }
 
