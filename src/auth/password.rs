@@ -7,9 +7,10 @@
 //!   wait for the next scheduler tick (measured: p99 of a GET 2-3 ms instead of 1-2 ms).
 //! - With two workers or more, the last one stands aside while other requests are being served
 //!   (any request but a login in the last [`RESERVE_WINDOW`]), so that a core stays free for
-//!   them: on kernels that do not preempt on wake-up (`preempt=none`, as on the benchmark
-//!   machine), a request that finds every core busy waits up to a tick (4 ms at 250 Hz), however
-//!   low the priority of what runs there. A login flood alone still uses every core.
+//!   them: where the kernel does not preempt a running thread when another wakes (measured on
+//!   the benchmark machine), a request that finds every core busy waits up to a scheduler tick
+//!   (4 ms at 250 Hz), however low the priority of what runs there. A login flood alone still
+//!   uses every core.
 //! - Each worker owns one 19 MiB Argon2 work area, allocated on its first hash and reused: the
 //!   memory held by hashing is fixed (`PASSWORD_HASH_CONCURRENCY` × 19 MiB), and no hash pays
 //!   for allocating and zeroing 19 MiB again.

@@ -188,18 +188,6 @@ async fn start_server() -> (TestApp, Server) {
 async fn main() {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let quick = std::env::var("BENCH_ONLY_GET").is_ok();
-    let library = if quick {
-        1.0
-    } else {
-        verify_rate(cores, library_verify)
-    };
-    let raw = if quick {
-        1.0
-    } else {
-        verify_rate(cores, work_area_verify)
-    };
-    let baseline = library.max(raw);
-
     let (app, _server) = start_server().await;
     app.create_user("slm", "bench", PASSWORD, &["viewer"]).await;
     // The GETs are another user's, as a flood against one account would be in production.
@@ -230,11 +218,20 @@ async fn main() {
                 .is_ok_and(|r| r.status() == 200)
         }
     };
-    let quick = std::env::var("BENCH_ONLY_GET").is_ok();
-    let logins = if quick {
+    // Logins against the raw rate, in rounds measured back to back (the machine's speed drifts
+    // over a minute); the median ratio is the figure.
+    let mut login_rounds = Vec::new();
+    if !quick {
+        for _ in 0..ROUNDS {
+            let raw = verify_rate(cores, work_area_verify);
+            let logins = flood(cores * 4, login.clone()).await;
+            login_rounds.push((raw, logins));
+        }
+    }
+    let library = if quick {
         0.0
     } else {
-        flood(cores * 4, login.clone()).await
+        verify_rate(cores, library_verify)
     };
 
     let mut refresh_tokens = Vec::new();
@@ -271,13 +268,27 @@ async fn main() {
     };
 
     println!("machine: {cores} cores; server, PostgreSQL and this load generator share them");
-    println!("raw argon2id verify (m=19456,t=2,p=1), one thread per core:");
-    println!("  argon2 library (allocates per call): {library:.1}/s");
-    println!("  reused work area (as the server):    {raw:.1}/s");
     println!(
-        "logins: {logins:.1}/s = {:.0}% of the faster raw rate (target >= 90%)",
-        100.0 * logins / baseline
+        "raw argon2id verify (m=19456,t=2,p=1), one thread per core; the argon2 library's own \
+         verify (it allocates per call): {library:.1}/s"
     );
+    let mut login_ratios = Vec::new();
+    for (i, (raw, logins)) in login_rounds.iter().enumerate() {
+        let ratio = logins / raw;
+        login_ratios.push(ratio);
+        println!(
+            "  round {}: raw verify with a reused work area (as the server) {raw:.1}/s, logins {logins:.1}/s = {:.0}%",
+            i + 1,
+            100.0 * ratio
+        );
+    }
+    login_ratios.sort_by(f64::total_cmp);
+    if let Some(median) = login_ratios.get(login_ratios.len() / 2) {
+        println!(
+            "logins: median {:.0}% of the raw verify rate (target >= 90%)",
+            100.0 * median
+        );
+    }
     println!(
         "refreshes: {refreshes:.0}/s = {:.0}/s per core (target >= 1000/s per core)",
         refreshes / cores as f64
