@@ -3,14 +3,16 @@
 //!
 //! - The workers run at the lowest priority of the normal class (`SCHED_BATCH`, nice 19): a
 //!   login flood uses the CPU that nothing else wants. Not `SCHED_IDLE`: Linux counts a core
-//!   running only idle-class threads as free and wakes request threads there, where they may
-//!   wait for the next scheduler tick (measured: p99 of a GET 2-3 ms instead of 1-2 ms).
-//! - With two workers or more, the last one stands aside while other requests are being served
-//!   (any request but a login in the last [`RESERVE_WINDOW`]), so that a core stays free for
-//!   them: where the kernel does not preempt a running thread when another wakes (measured on
-//!   the benchmark machine), a request that finds every core busy waits up to a scheduler tick
-//!   (4 ms at 250 Hz), however low the priority of what runs there. A login flood alone still
-//!   uses every core.
+//!   running only idle-class threads as free and wakes request threads there.
+//! - Priority alone is not enough where the kernel does not preempt a running thread when
+//!   another wakes on its core (measured on the benchmark machine: the woken request waits for
+//!   the next 4 ms tick, whatever the priorities). So while requests other than logins are
+//!   being served (in the last [`RESERVE_WINDOW`]):
+//!   - with two workers or more, the last one takes no job, and a core stays free for them;
+//!   - the others hash in time slices: a per-thread timer interrupts the hash every 250 µs
+//!     and the worker yields the CPU to whatever waits for it (module `slices`).
+//!
+//!   A login flood alone still uses every core, without slices.
 //! - Each worker owns one 19 MiB Argon2 work area, allocated on its first hash and reused: the
 //!   memory held by hashing is fixed (`PASSWORD_HASH_CONCURRENCY` × 19 MiB), and no hash pays
 //!   for allocating and zeroing 19 MiB again.
@@ -204,32 +206,139 @@ fn lower_priority() {
     }
 }
 
-/// Runs jobs until the hasher is dropped; `stand_aside` while other requests are served.
-fn worker(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, stand_aside: Option<Arc<Activity>>) {
+/// Short time slices for a hashing thread: while armed, a timer interrupts the thread every
+/// [`slices::SLICE`] and it yields the CPU to any thread waiting for it.
+///
+/// A hash runs for 10–20 ms without a system call. Where the kernel does not preempt it when a
+/// request thread wakes on its core (measured on the benchmark machine: the request then waits
+/// for the next 4 ms tick, whatever the priorities), these yields bound that wait to a slice.
+#[cfg(target_os = "linux")]
+mod slices {
+    // The one place with unsafe code: installing a signal handler.
+    #![allow(unsafe_code)]
+
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use nix::sys::signal::{SaFlags, SigAction, SigEvent, SigHandler, SigSet, SigevNotify, Signal};
+    use nix::sys::time::TimeSpec;
+    use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
+    use nix::time::ClockId;
+
+    pub const SLICE: Duration = Duration::from_micros(250);
+    /// Unused otherwise in this process (it reports out-of-band socket data only to a process
+    /// that asked for it with `F_SETOWN`).
+    const SIGNAL: Signal = Signal::SIGURG;
+
+    /// Slices ended so far (tests read it; an atomic add is async-signal-safe).
+    pub static ENDED: AtomicU64 = AtomicU64::new(0);
+
+    extern "C" fn end_of_slice(_: std::ffi::c_int) {
+        ENDED.fetch_add(1, Ordering::Relaxed);
+        // sched_yield(2) is async-signal-safe.
+        std::thread::yield_now();
+    }
+
+    fn install_handler() -> bool {
+        static INSTALLED: OnceLock<bool> = OnceLock::new();
+        *INSTALLED.get_or_init(|| {
+            let action = SigAction::new(
+                SigHandler::Handler(end_of_slice),
+                SaFlags::SA_RESTART,
+                SigSet::empty(),
+            );
+            // SAFETY: the handler only calls sched_yield, which is async-signal-safe, and
+            // SIGURG has no other handler in this process.
+            unsafe { nix::sys::signal::sigaction(SIGNAL, &action) }.is_ok()
+        })
+    }
+
+    /// The calling thread's slice timer.
+    pub struct Slices(Timer);
+
+    impl Slices {
+        /// A timer for the calling thread, or `None` where timers or the handler are refused.
+        pub fn for_this_thread() -> Option<Self> {
+            if !install_handler() {
+                return None;
+            }
+            let event = SigEvent::new(SigevNotify::SigevThreadId {
+                signal: SIGNAL,
+                thread_id: nix::unistd::gettid().as_raw(),
+                si_value: 0,
+            });
+            Timer::new(ClockId::CLOCK_MONOTONIC, event).ok().map(Self)
+        }
+
+        pub fn start(&mut self) {
+            let _ = self.0.set(
+                Expiration::Interval(TimeSpec::from_duration(SLICE)),
+                TimerSetTimeFlags::empty(),
+            );
+        }
+
+        #[cfg(test)]
+        pub fn armed(&self) -> bool {
+            self.0.get().ok().flatten().is_some()
+        }
+
+        pub fn stop(&mut self) {
+            // A zero expiration disarms the timer.
+            let _ = self.0.set(
+                Expiration::OneShot(TimeSpec::new(0, 0)),
+                TimerSetTimeFlags::empty(),
+            );
+        }
+    }
+}
+
+/// Runs jobs until the hasher is dropped. While other requests are being served (`activity`),
+/// a worker that must `stand_aside` takes no job, and the others hash in short time slices.
+fn worker(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, activity: Arc<Activity>, stand_aside: bool) {
     const RECHECK: Duration = Duration::from_millis(5);
     lower_priority();
+    #[cfg(target_os = "linux")]
+    let mut slices = slices::Slices::for_this_thread();
+    #[cfg(target_os = "linux")]
+    if slices.is_none() {
+        tracing::warn!("password hashing runs without time slices (no per-thread timer)");
+    }
     let mut area: Option<WorkArea> = None;
     loop {
-        if stand_aside
-            .as_ref()
-            .is_some_and(|activity| activity.recent())
-        {
+        if stand_aside && activity.recent() {
             std::thread::sleep(RECHECK);
             continue;
         }
         // The lock is held only while waiting for a job, never while hashing. The worker that
-        // stands aside waits in short turns, so that it notices new activity while idle.
-        let job = match (jobs.lock(), &stand_aside) {
-            (Ok(receiver), None) => receiver.recv().map_err(|_| true),
-            (Ok(receiver), Some(_)) => receiver
+        // stands aside looks again once it holds the lock (it may have waited long for it),
+        // and waits for a job in short turns, so that it notices new activity while idle.
+        let job = match jobs.lock() {
+            Err(_) => return,
+            Ok(receiver) if !stand_aside => receiver.recv().map_err(|_| true),
+            Ok(_) if activity.recent() => Err(false),
+            Ok(receiver) => receiver
                 .recv_timeout(RECHECK)
                 .map_err(|e| matches!(e, mpsc::RecvTimeoutError::Disconnected)),
-            (Err(_), _) => return,
         };
-        match job {
-            Ok(job) => job(area.get_or_insert_with(WorkArea::new)),
+        let job = match job {
+            Ok(job) => job,
             Err(true) => return, // the hasher was dropped
-            Err(false) => {}     // nothing to do yet
+            Err(false) => continue,
+        };
+        // Slices cost a signal every 250 µs: only worth it when other requests may wait.
+        #[cfg(target_os = "linux")]
+        let sliced = match slices.as_mut() {
+            Some(slices) if activity.recent() => {
+                slices.start();
+                Some(slices)
+            }
+            _ => None,
+        };
+        job(area.get_or_insert_with(WorkArea::new));
+        #[cfg(target_os = "linux")]
+        if let Some(slices) = sliced {
+            slices.stop();
         }
     }
 }
@@ -257,10 +366,11 @@ impl PasswordHasher {
         });
         for i in 0..concurrency {
             let receiver = receiver.clone();
-            let stand_aside = (concurrency > 1 && i == concurrency - 1).then(|| activity.clone());
+            let (activity, stand_aside) =
+                (activity.clone(), concurrency > 1 && i == concurrency - 1);
             std::thread::Builder::new()
                 .name(format!("password-hash-{i}"))
-                .spawn(move || worker(receiver, stand_aside))?;
+                .spawn(move || worker(receiver, activity, stand_aside))?;
         }
         Ok(Self(Arc::new(Inner {
             jobs: sender,
@@ -488,6 +598,27 @@ mod tests {
             done.expect("job");
         }
         most.load(Ordering::SeqCst)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_armed_slice_timer_interrupts_the_thread_until_stopped() {
+        fn busy(duration: Duration) {
+            let until = Instant::now() + duration;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+        let mut slices = slices::Slices::for_this_thread().expect("a per-thread timer");
+        let before = slices::ENDED.load(Ordering::SeqCst);
+        slices.start();
+        assert!(slices.armed());
+        busy(Duration::from_millis(100));
+        slices.stop();
+        let during = slices::ENDED.load(Ordering::SeqCst) - before;
+        // 400 slices of 250 µs; a loaded machine may run this thread for far less of the time.
+        assert!(during >= 5, "{during} slices ended in 100 ms");
+        assert!(!slices.armed(), "stopped between jobs");
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@
 //! 3. p99 of an authenticated GET idle, and while a login flood runs (another account's GETs),
 //!    in rounds; with a control: the same GETs beside busy loops of the lowest priority.
 //!
-//! `BENCH_ONLY_GET=1` skips 1 and 2.
+//! `BENCH_ONLY=get` runs only 3, `BENCH_ONLY=logins` only 1 and 2.
 #![allow(clippy::unwrap_used, dead_code)]
 
 #[path = "../api/helpers.rs"]
@@ -187,7 +187,9 @@ async fn start_server() -> (TestApp, Server) {
 #[tokio::main]
 async fn main() {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let quick = std::env::var("BENCH_ONLY_GET").is_ok();
+    // BENCH_ONLY=get or BENCH_ONLY=logins runs one part.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let (get_part, login_part) = (only != "logins", only != "get");
     let (app, _server) = start_server().await;
     app.create_user("slm", "bench", PASSWORD, &["viewer"]).await;
     // The GETs are another user's, as a flood against one account would be in production.
@@ -199,12 +201,16 @@ async fn main() {
     // rounds of idle, then during a login flood; the ratio of each round, and
     // their median (one round's p99 rests on its 30 slowest requests: noisy).
     let mut rounds = Vec::new();
-    for _ in 0..ROUNDS {
+    for _ in 0..if get_part { ROUNDS } else { 0 } {
         let idle = get_latencies(&app, &token).await;
         let (loaded, flood_rate) = during_login_flood(&app, &token, cores).await;
         rounds.push((idle, loaded, flood_rate));
     }
-    let control = during_busy_loops(&app, &token, cores).await;
+    let control = if get_part {
+        during_busy_loops(&app, &token, cores).await
+    } else {
+        Vec::new()
+    };
 
     let (client, url) = (app.client.clone(), app.url("/api/slm-auth/login"));
     let login = move || {
@@ -221,14 +227,14 @@ async fn main() {
     // Logins against the raw rate, in rounds measured back to back (the machine's speed drifts
     // over a minute); the median ratio is the figure.
     let mut login_rounds = Vec::new();
-    if !quick {
+    if login_part {
         for _ in 0..ROUNDS {
             let raw = verify_rate(cores, work_area_verify);
             let logins = flood(cores * 4, login.clone()).await;
             login_rounds.push((raw, logins));
         }
     }
-    let library = if quick {
+    let library = if !login_part {
         0.0
     } else {
         verify_rate(cores, library_verify)
@@ -241,7 +247,7 @@ async fn main() {
     }
     let slots = Arc::new(std::sync::Mutex::new(refresh_tokens));
     let (client, url) = (app.client.clone(), app.url("/api/slm-auth/refresh"));
-    let refreshes = if quick {
+    let refreshes = if !login_part {
         0.0
     } else {
         flood(cores * 8, move || {
@@ -304,14 +310,13 @@ async fn main() {
         println!("    login flood ({flood_rate:.0}/s): {}", spread(loaded));
     }
     ratios.sort_by(f64::total_cmp);
-    println!(
-        "  median p99 ratio, flood / idle: {:.2}x (target < 3x)",
-        ratios[ratios.len() / 2]
-    );
-    println!(
-        "  control, no login but a lowest-priority busy loop per core: {}",
-        spread(&control)
-    );
+    if let Some(median) = ratios.get(ratios.len() / 2) {
+        println!("  median p99 ratio, flood / idle: {median:.2}x (target < 3x)");
+        println!(
+            "  control, no login but a lowest-priority busy loop per core: {}",
+            spread(&control)
+        );
+    }
 }
 
 fn spread(samples: &[Duration]) -> String {
