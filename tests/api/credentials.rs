@@ -501,3 +501,65 @@ async fn a_role_change_ends_sessions_and_keys_see_the_new_roles() {
     // The admin who made the changes is still signed in.
     assert_eq!(app.get("/api/slm-auth/me", &admin).await.status, 200);
 }
+
+#[tokio::test]
+async fn revocation_on_one_replica_holds_on_the_other_at_once() {
+    let dbs = new_database_names();
+    let replica = || Options {
+        vars: vec![],
+        databases: Some(dbs.clone()),
+    };
+    let one = spawn_app_with(replica()).await;
+    let two = spawn_app_with(replica()).await;
+    let admin = one.admin().await;
+    let id = one
+        .create_user("autobot", "roaming", "Sturdy-Pass-9000", &["user"])
+        .await;
+    let me = "/api/autobot-auth/me";
+
+    // Logout through one replica ends the session on the other.
+    let token = one.token("autobot", "roaming", "Sturdy-Pass-9000").await;
+    assert_eq!(two.get(me, &token).await.status, 200);
+    assert_eq!(
+        one.request(Method::POST, "/api/autobot-auth/logout", Some(&token), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(two.get(me, &token).await.status, 401, "logout");
+
+    // So do revoke-sessions and deactivation, for tokens and API keys alike.
+    let token = two.token("autobot", "roaming", "Sturdy-Pass-9000").await;
+    let key = two
+        .post(
+            "/api/autobot-auth/me/api-keys",
+            &token,
+            json!({"name": "k"}),
+        )
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(two.get(me, &key).await.status, 200);
+    one.request(
+        Method::POST,
+        &format!("/api/autobot-users/{id}/revoke-sessions"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(two.get(me, &token).await.status, 401, "revoke-sessions");
+    assert_eq!(two.get(me, &key).await.status, 401, "revoke-sessions: key");
+
+    let token = two.token("autobot", "roaming", "Sturdy-Pass-9000").await;
+    let patched = one
+        .patch(
+            &format!("/api/autobot-users/{id}"),
+            &admin,
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(patched.status, 200);
+    assert_eq!(two.get(me, &token).await.status, 401, "deactivation");
+}
