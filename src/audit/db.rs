@@ -31,12 +31,21 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// The head of an insert into the audit log, for statements that write an event together with
+/// the change it records; follow it with `VALUES` or `SELECT` in this column order.
+macro_rules! audit_insert {
+    () => {
+        "INSERT INTO audit_log (id, occurred_at, realm, event_type, actor_id, actor_username, \
+         target_id, ip, user_agent, detail) "
+    };
+}
+pub(crate) use audit_insert;
+
 pub async fn insert(conn: &mut PgConnection, event: &AuditEvent) -> sqlx::Result<()> {
-    sqlx::query(
-        r"INSERT INTO audit_log (id, occurred_at, realm, event_type, actor_id, actor_username,
-                                 target_id, ip, user_agent, detail)
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
+    sqlx::query(concat!(
+        audit_insert!(),
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
     .bind(event.id)
     .bind(event.occurred_at)
     .bind(&event.realm)

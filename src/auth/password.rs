@@ -382,7 +382,7 @@ impl PasswordHasher {
     }
 
     /// Records that a request other than a login is being served: for [`RESERVE_WINDOW`], the
-    /// last worker leaves its core to such requests.
+    /// last worker leaves its core to such requests and the others hash in time slices.
     pub fn note_other_request(&self) {
         self.0.activity.note();
     }

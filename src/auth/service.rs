@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
 
+use crate::audit::db::audit_insert;
 use crate::audit::{self, Actor};
 use crate::auth::client::ClientInfo;
 use crate::auth::dto::{MfaSetupResponse, TokenResponse};
@@ -87,10 +88,9 @@ async fn start_session(
           token AS (
               INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($6, $2, $3)
           ),
-          audited AS (
-              INSERT INTO audit_log (id, occurred_at, realm, event_type, actor_id, actor_username,
-                                     target_id, ip, user_agent, detail)
-              VALUES ($7, now(), $8, 'login_success', $1, $9, $1, $4, $5, '{}'::jsonb)
+          audited AS (",
+        audit_insert!(),
+        r"VALUES ($7, now(), $8, 'login_success', $1, $9, $1, $4, $5, '{}'::jsonb)
           )
           UPDATE users u SET failed_login_count = 0, failed_login_window_start = NULL,
                              last_login_at = now()
@@ -401,10 +401,9 @@ pub async fn refresh(
               INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
               SELECT $2, session_id, $3 FROM retired
           ),
-          audited AS (
-              INSERT INTO audit_log (id, occurred_at, realm, event_type, actor_id, actor_username,
-                                     target_id, ip, user_agent, detail)
-              SELECT $4, now(), $5, 'token_refresh', au.id, au.username, au.id, $6, $7,
+          audited AS (",
+        audit_insert!(),
+        r"SELECT $4, now(), $5, 'token_refresh', au.id, au.username, au.id, $6, $7,
                      jsonb_build_object('session_id', r.session_id)
               FROM retired r JOIN users au ON au.id = r.user_id
           )
