@@ -1,30 +1,85 @@
-//! The one error type of handlers and services, and its FastAPI-shaped wire format.
+//! The one error type of handlers and services, its FastAPI-shaped wire format, and the
+//! OpenAPI schemas of that format.
+//!
+//! Database errors compose with a bare `?` (`From<sqlx::Error>`). Whether one means "the
+//! database is unreachable" (503, with the realm's own text) or "a bug" (500) is decided here;
+//! the realm's text is filled in by [`crate::realm::label_unavailable`] where the route's realm
+//! is known, and the cause is logged once, with the request id, by
+//! [`crate::middleware::observe`].
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
+
+/// Database errors that mean "cannot reach the database" rather than "the query is wrong".
+pub fn is_connectivity_error(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // 57014: the server cancelled the statement at `statement_timeout`; 57P01..57P03: the
+        // server is shutting down or not accepting connections; 08xxx: connection exceptions.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c == "57014" || c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// One item of a `loc`: a field name or a list index (FastAPI's `str | int`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
+#[serde(untagged)]
+pub enum LocItem {
+    Name(String),
+    Index(usize),
+}
+
+impl From<&str> for LocItem {
+    fn from(name: &str) -> Self {
+        Self::Name(name.to_owned())
+    }
+}
+
+impl From<String> for LocItem {
+    fn from(name: String) -> Self {
+        Self::Name(name)
+    }
+}
+
+impl From<usize> for LocItem {
+    fn from(index: usize) -> Self {
+        Self::Index(index)
+    }
+}
 
 /// One entry of a FastAPI 422 body: `{"loc": [...], "msg": "...", "type": "..."}`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 #[schema(as = ValidationError)]
 pub struct FieldError {
     /// Where the bad value is: starts with `body`, `query` or `path`.
-    #[schema(value_type = Vec<String>)]
-    pub loc: Vec<serde_json::Value>,
+    pub loc: Vec<LocItem>,
     pub msg: String,
     #[serde(rename = "type")]
     pub kind: String,
 }
 
 impl FieldError {
-    /// A value error at `loc` (strings), e.g. `["body", "email"]`.
-    pub fn new(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
+    /// An error at `loc`, e.g. `["body", "email"]`.
+    pub fn at(loc: Vec<LocItem>, msg: impl Into<String>, kind: &str) -> Self {
         Self {
-            loc: loc.iter().map(|s| json!(s)).collect(),
+            loc,
             msg: msg.into(),
             kind: kind.to_owned(),
         }
+    }
+
+    /// An error at a `loc` of names.
+    pub fn new(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
+        Self::at(loc.iter().map(|s| LocItem::from(*s)).collect(), msg, kind)
     }
 
     /// A `value_error` in the request body at field `field`.
@@ -32,10 +87,31 @@ impl FieldError {
         Self::new(&["body", field], msg, "value_error")
     }
 
+    /// A `value_error` at item `index` of the body's list `field`.
+    pub fn body_item(field: &str, index: usize, msg: impl Into<String>) -> Self {
+        Self::at(
+            vec!["body".into(), field.into(), index.into()],
+            msg,
+            "value_error",
+        )
+    }
+
     /// A `value_error` in the query string at parameter `param`.
     pub fn query(param: &str, msg: impl Into<String>) -> Self {
         Self::new(&["query", param], msg, "value_error")
     }
+}
+
+/// A non-validation error: `{"detail": "User not found"}`.
+#[derive(Serialize, ToSchema)]
+pub struct HttpError {
+    pub detail: String,
+}
+
+/// A validation error: `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`.
+#[derive(Serialize, ToSchema)]
+pub struct HTTPValidationError {
+    pub detail: Vec<FieldError>,
 }
 
 /// Every failure a request can end in.
@@ -54,6 +130,9 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// An authenticated principal was refused: 403, recorded as `permission_denied`.
+    #[error("denied: {}", .0.detail)]
+    Denied(Box<Denial>),
     #[error("not found: {0}")]
     NotFound(&'static str),
     #[error("conflict: {0}")]
@@ -66,14 +145,30 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
-    /// A dependency is down or the server is saturated: 503, optionally with `Retry-After`.
+    /// The server is saturated: 503, optionally with `Retry-After`.
     #[error("unavailable: {detail}")]
     Unavailable {
         detail: &'static str,
         retry_after_secs: Option<u64>,
     },
+    /// A database error: 503 when the database cannot be reached (with the 503 text of the
+    /// database it came from, when known), else 500.
+    #[error("database error: {source}")]
+    Database {
+        source: sqlx::Error,
+        unavailable: Option<&'static str>,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(source: sqlx::Error) -> Self {
+        Self::Database {
+            source,
+            unavailable: None,
+        }
+    }
 }
 
 /// The cause of a 500, carried to the logging middleware in a response extension so that it is
@@ -81,10 +176,49 @@ pub enum ApiError {
 #[derive(Clone, Debug)]
 pub struct InternalErrorCause(pub std::sync::Arc<String>);
 
+/// A 503 because a database did not answer: its cause (logged once by the middleware) and
+/// whether the body already names the database.
+#[derive(Clone, Debug)]
+pub struct DatabaseUnavailable {
+    pub cause: std::sync::Arc<String>,
+    pub labelled: bool,
+}
+
+/// Who was refused what: carried to the auditing middleware in a response extension, so that
+/// every 403 is recorded (docs/api.md §4, `permission_denied`) wherever it arose.
+#[derive(Clone, Debug)]
+pub struct Denial {
+    pub detail: &'static str,
+    /// The realm of the principal, whose audit log records the refusal.
+    pub realm: &'static str,
+    pub actor_id: uuid::Uuid,
+    pub actor_username: String,
+    /// The permission that was missing, when one was.
+    pub permission: Option<&'static str>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The `detail` of a database 503 before the route's realm names the database.
+pub const DATABASE_UNAVAILABLE: &str = "Database unavailable";
+
 impl ApiError {
     /// A 422 for one field.
     pub fn field(error: FieldError) -> Self {
         Self::Validation(vec![error])
+    }
+
+    /// A database error whose origin (and so its 503 text) is known.
+    pub fn database(source: sqlx::Error, unavailable: Option<&'static str>) -> Self {
+        Self::Database {
+            source,
+            unavailable,
+        }
+    }
+
+    /// Whether this is a 503 because a database cannot be reached.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Database { source, .. } if is_connectivity_error(source))
     }
 
     /// The HTTP status of this error.
@@ -94,7 +228,7 @@ impl ApiError {
             Self::NotAuthenticated | Self::InvalidCredentials | Self::Unauthorized(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -102,50 +236,43 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Database { .. } if self.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
-/// Database errors that mean "cannot reach the database" rather than "the query is wrong".
-pub fn is_connectivity_error(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed
-    )
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(err: sqlx::Error) -> Self {
-        if is_connectivity_error(&err) {
-            // Realm-aware callers map this earlier (Realm::acquire); this is the fallback for a
-            // connection lost mid-request.
-            return Self::Unavailable {
-                detail: "Database unavailable",
-                retry_after_secs: Some(1),
-            };
+/// An error as a person reads it on a terminal (the command line).
+pub fn plain(err: &ApiError) -> String {
+    match err {
+        ApiError::Validation(errors) => errors
+            .iter()
+            .map(|e| {
+                let loc: Vec<String> = e
+                    .loc
+                    .iter()
+                    .skip(1)
+                    .map(|l| match l {
+                        LocItem::Name(n) => n.clone(),
+                        LocItem::Index(i) => i.to_string(),
+                    })
+                    .collect();
+                format!("{}: {}", loc.join("."), e.msg)
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        ApiError::Conflict(m) | ApiError::BadRequest(m) => m.clone(),
+        ApiError::NotFound(m) | ApiError::Forbidden(m) | ApiError::Unauthorized(m) => {
+            (*m).to_owned()
         }
-        Self::Internal(anyhow::Error::new(err).context("database query failed"))
+        ApiError::Internal(e) => format!("{e:#}"),
+        other => other.to_string(),
     }
 }
 
-/// Maps a unique-violation on a named constraint (or unique index) to a 409, the database being
-/// the only judge of duplicates so that concurrent writes cannot race.
-pub trait OnConstraint<T> {
-    fn on_constraint(self, constraint: &str, conflict: &str) -> Result<T, ApiError>;
-}
-
-impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
-    fn on_constraint(self, constraint: &str, conflict: &str) -> Result<T, ApiError> {
-        self.map_err(|err| constraint_conflict(err, &[(constraint, conflict)]))
-    }
-}
-
-/// Like [`OnConstraint`] for several constraints at once; other errors convert as usual.
+/// Maps a unique violation on one of the named constraints (or unique indexes) to a 409, the
+/// database being the only judge of duplicates so that concurrent writes cannot race; other
+/// errors convert as usual.
 pub fn constraint_conflict(err: sqlx::Error, map: &[(&str, &str)]) -> ApiError {
     if let sqlx::Error::Database(db) = &err
         && let Some(name) = db.constraint()
@@ -156,28 +283,43 @@ pub fn constraint_conflict(err: sqlx::Error, map: &[(&str, &str)]) -> ApiError {
     ApiError::from(err)
 }
 
-fn detail_body(detail: &str) -> serde_json::Value {
-    json!({ "detail": detail })
+/// A JSON response with `status`.
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A `{"detail": …}` response with `status`.
+pub fn detail_response(status: StatusCode, detail: &str) -> Response {
+    json_response(status, &json!({ "detail": detail }))
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = match &self {
-            Self::Validation(errors) => json!({ "detail": errors }),
-            Self::NotAuthenticated => detail_body("Not authenticated"),
-            Self::InvalidCredentials => detail_body("Could not validate credentials"),
-            Self::Unauthorized(detail) | Self::Forbidden(detail) | Self::NotFound(detail) => {
-                detail_body(detail)
+        let detail = match &self {
+            Self::Validation(errors) => {
+                return json_response(status, &json!({ "detail": errors }));
             }
-            Self::Conflict(detail) | Self::BadRequest(detail) => detail_body(detail),
-            Self::PayloadTooLarge => detail_body("Request body too large"),
-            Self::UnsupportedMediaType => detail_body("Unsupported Media Type"),
-            Self::TooManyRequests { .. } => detail_body("Too many requests"),
-            Self::Unavailable { detail, .. } => detail_body(detail),
-            Self::Internal(_) => detail_body("Internal Server Error"),
+            Self::NotAuthenticated => "Not authenticated",
+            Self::InvalidCredentials => "Could not validate credentials",
+            Self::Unauthorized(detail) | Self::Forbidden(detail) | Self::NotFound(detail) => detail,
+            Self::Denied(denial) => denial.detail,
+            Self::Conflict(detail) | Self::BadRequest(detail) => detail.as_str(),
+            Self::PayloadTooLarge => "Request body too large",
+            Self::UnsupportedMediaType => "Unsupported Media Type",
+            Self::TooManyRequests { .. } => "Too many requests",
+            Self::Unavailable { detail, .. } => detail,
+            Self::Database { unavailable, .. } if status == StatusCode::SERVICE_UNAVAILABLE => {
+                unavailable.unwrap_or(DATABASE_UNAVAILABLE)
+            }
+            Self::Database { .. } | Self::Internal(_) => "Internal Server Error",
         };
-        let mut response = (status, axum::Json(body)).into_response();
+        let mut response = detail_response(status, detail);
         let headers = response.headers_mut();
         match &self {
             Self::NotAuthenticated | Self::InvalidCredentials | Self::Unauthorized(_) => {
@@ -190,10 +332,30 @@ impl IntoResponse for ApiError {
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
+            Self::Database {
+                source,
+                unavailable,
+            } if status == StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response.extensions_mut().insert(DatabaseUnavailable {
+                    cause: std::sync::Arc::new(source.to_string()),
+                    labelled: unavailable.is_some(),
+                });
+            }
+            Self::Database { source, .. } => {
+                response
+                    .extensions_mut()
+                    .insert(InternalErrorCause(std::sync::Arc::new(format!(
+                        "database query failed: {source}"
+                    ))));
+            }
             Self::Internal(err) => {
                 response
                     .extensions_mut()
                     .insert(InternalErrorCause(std::sync::Arc::new(format!("{err:#}"))));
+            }
+            Self::Denied(denial) => {
+                response.extensions_mut().insert((**denial).clone());
             }
             _ => {}
         }
@@ -226,6 +388,13 @@ mod tests {
             body,
             json!({"detail": [{"loc": ["body", "email"], "msg": "value is not a valid email address", "type": "value_error"}]})
         );
+        let (_, body) = body_of(ApiError::field(FieldError::body_item(
+            "roles",
+            2,
+            "Unknown role",
+        )))
+        .await;
+        assert_eq!(body["detail"][0]["loc"], json!(["body", "roles", 2]));
     }
 
     #[tokio::test]
@@ -236,5 +405,26 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body, json!({"detail": "Internal Server Error"}));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_503_with_retry_after() {
+        let response = ApiError::from(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let unavailable = response
+            .extensions()
+            .get::<DatabaseUnavailable>()
+            .expect("cause carried");
+        assert!(!unavailable.labelled);
+        let (status, body) = body_of(ApiError::database(
+            sqlx::Error::PoolTimedOut,
+            Some("SLM user database unavailable"),
+        ))
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, json!({"detail": "SLM user database unavailable"}));
+        let (status, _) = body_of(ApiError::from(sqlx::Error::RowNotFound)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -2,25 +2,44 @@
 //! right `loc`; axum's raw `Json`, `Query` and `Path` are not used by handlers (clippy.toml).
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use utoipa::PartialSchema;
+use utoipa::openapi::schema::{SchemaType, Type};
+use utoipa::openapi::{RefOr, Schema};
 
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldError, LocItem};
 
-/// Largest accepted request body (API.md §1: over 64 KiB is 413).
+/// Largest accepted request body (docs/api.md §1: over 64 KiB is 413).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A JSON request body.
+/// A JSON request body, or a JSON response.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(bytes) => ([(CONTENT_TYPE, "application/json")], bytes).into_response(),
+            Err(err) => {
+                ApiError::Internal(anyhow::Error::new(err).context("serializing a response"))
+                    .into_response()
+            }
+        }
+    }
+}
 
 /// A body that is JSON or `application/x-www-form-urlencoded` (the OAuth2 password flow used by
 /// Swagger UI's Authorize button).
 #[derive(Debug)]
 pub struct JsonOrForm<T>(pub T);
+
+/// A JSON body that may be absent: `None` for an empty body (whatever its Content-Type).
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
 
 /// Query-string parameters.
 #[derive(Debug)]
@@ -74,6 +93,14 @@ fn describe(message: &str) -> (String, &'static str, Option<String>) {
         let field = rest.split('`').next().unwrap_or_default().to_owned();
         return ("Field required".to_owned(), "missing", Some(field));
     }
+    if message.starts_with("unknown field `") {
+        // Pydantic's wording for a model that forbids extra fields.
+        return (
+            "Extra inputs are not permitted".to_owned(),
+            "extra_forbidden",
+            None,
+        );
+    }
     if let Some((_, expected)) = message.split_once(", expected ") {
         let expected = expected.split(" at line ").next().unwrap_or(expected);
         return (format!("Input should be {expected}"), "type_error", None);
@@ -89,14 +116,14 @@ fn describe(message: &str) -> (String, &'static str, Option<String>) {
     (msg.to_owned(), "value_error", None)
 }
 
-fn loc_of(root: &str, path: &serde_path_to_error::Path) -> Vec<serde_json::Value> {
+fn loc_of(root: &str, path: &serde_path_to_error::Path) -> Vec<LocItem> {
     use serde_path_to_error::Segment;
-    let mut loc = vec![json!(root)];
+    let mut loc = vec![LocItem::from(root)];
     for segment in path.iter() {
         match segment {
-            Segment::Seq { index } => loc.push(json!(index)),
-            Segment::Map { key } => loc.push(json!(key)),
-            Segment::Enum { variant } => loc.push(json!(variant)),
+            Segment::Seq { index } => loc.push((*index).into()),
+            Segment::Map { key } => loc.push(loc_key(key)),
+            Segment::Enum { variant } => loc.push(variant.as_str().into()),
             Segment::Unknown => {}
         }
     }
@@ -107,50 +134,119 @@ fn data_error(root: &str, path: &serde_path_to_error::Path, message: &str) -> Ap
     let (msg, kind, missing_field) = describe(message);
     let mut loc = loc_of(root, path);
     if let Some(field) = missing_field {
-        loc.push(json!(field));
+        loc.push(field.into());
     }
-    ApiError::field(FieldError {
-        loc,
-        msg,
-        kind: kind.to_owned(),
-    })
+    ApiError::field(FieldError::at(loc, msg, kind))
+}
+
+/// PostgreSQL cannot store U+0000 in text, and no field has a use for it: a string holding one
+/// is refused at its own `loc` before anything else looks at it (docs/api.md §1).
+const NUL_MESSAGE: &str = "String should not contain the NUL character";
+
+/// A key as a `loc` item: a NUL in it shown as U+FFFD, so that no answer carries a NUL.
+fn loc_key(key: &str) -> LocItem {
+    key.replace('\0', "\u{FFFD}").into()
+}
+
+fn nul_error(loc: Vec<LocItem>) -> FieldError {
+    FieldError::at(loc, NUL_MESSAGE, "string_nul")
+}
+
+/// Every key and string of a JSON document that holds a NUL, as `loc`s under `body`.
+fn nul_locs(value: &serde_json::Value, loc: &mut Vec<LocItem>, found: &mut Vec<FieldError>) {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => found.push(nul_error(loc.clone())),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                loc.push(i.into());
+                nul_locs(item, loc, found);
+                loc.pop();
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                loc.push(loc_key(key));
+                if key.contains('\0') {
+                    found.push(nul_error(loc.clone()));
+                } else {
+                    nul_locs(item, loc, found);
+                }
+                loc.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn json_invalid() -> ApiError {
+    ApiError::field(FieldError::new(
+        &["body"],
+        "JSON decode error",
+        "json_invalid",
+    ))
+}
+
+/// Every required property of `T`'s schema that the object `value` lacks, as FastAPI lists
+/// them: all at once (serde stops at the first); or the one error that `value` is no object. The schema is the one `/openapi.json`
+/// publishes, derived from the same struct, so the two cannot disagree.
+fn missing_fields<T: PartialSchema>(value: &serde_json::Value) -> Vec<FieldError> {
+    let RefOr::T(Schema::Object(schema)) = T::schema() else {
+        return Vec::new();
+    };
+    if schema.schema_type != SchemaType::Type(Type::Object) {
+        return Vec::new();
+    }
+    // serde would also read a struct from an array of its fields; the schema says object.
+    let serde_json::Value::Object(present) = value else {
+        return vec![FieldError::new(
+            &["body"],
+            "Input should be a valid dictionary or object to extract fields from",
+            "model_attributes_type",
+        )];
+    };
+    schema
+        .required
+        .iter()
+        .filter(|name| !present.contains_key(name.as_str()))
+        .map(|name| FieldError::new(&["body", name], "Field required", "missing"))
+        .collect()
 }
 
 /// Parses a JSON document into `T` with FastAPI-shaped errors.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+pub fn parse_json<T: DeserializeOwned + PartialSchema>(bytes: &[u8]) -> Result<T, ApiError> {
+    // As FastAPI: an empty body is a missing one; anything else must be JSON (so a lone
+    // newline is invalid JSON, not an absent body).
+    if bytes.is_empty() {
         return Err(missing_body());
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize::<_, T>(&mut *de).map_err(|err| {
-        let inner = err.inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::field(FieldError::new(
-                &["body"],
-                "JSON decode error",
-                "json_invalid",
-            ))
-        } else {
-            data_error("body", err.path(), &inner.to_string())
-        }
-    })?;
-    de.end().map_err(|_| {
-        ApiError::field(FieldError::new(
-            &["body"],
-            "JSON decode error",
-            "json_invalid",
-        ))
-    })?;
-    Ok(value)
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| json_invalid())?;
+    let mut nuls = Vec::new();
+    nul_locs(&value, &mut vec![LocItem::from("body")], &mut nuls);
+    if !nuls.is_empty() {
+        return Err(ApiError::Validation(nuls));
+    }
+    let missing = missing_fields::<T>(&value);
+    if !missing.is_empty() {
+        return Err(ApiError::Validation(missing));
+    }
+    serde_path_to_error::deserialize::<_, T>(value)
+        .map_err(|err| data_error("body", err.path(), &err.inner().to_string()))
 }
 
 fn parse_urlencoded<T: DeserializeOwned>(root: &str, input: &[u8]) -> Result<T, ApiError> {
+    let nuls: Vec<FieldError> = form_urlencoded::parse(input)
+        .filter(|(key, value)| key.contains('\0') || value.contains('\0'))
+        .map(|(key, _)| nul_error(vec![root.into(), loc_key(&key)]))
+        .collect();
+    if !nuls.is_empty() {
+        return Err(ApiError::Validation(nuls));
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(input));
     serde_path_to_error::deserialize::<_, T>(de)
         .map_err(|err| data_error(root, err.path(), &err.inner().to_string()))
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned + PartialSchema, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
@@ -163,7 +259,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
+impl<T: DeserializeOwned + PartialSchema, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let kind = body_kind(&req);
+        let bytes = read_body(req).await?;
+        // No body, or a JSON `null`: the optional body is absent. Whitespace alone is not
+        // "no body": it is invalid JSON, and must not fall back to the bearer token.
+        if bytes.is_empty() || bytes.trim_ascii() == b"null" {
+            return Ok(OptionalJson(None));
+        }
+        match kind? {
+            BodyKind::Json => parse_json(&bytes).map(|v| OptionalJson(Some(v))),
+            BodyKind::Form => Err(ApiError::UnsupportedMediaType),
+        }
+    }
+}
+
+impl<T: DeserializeOwned + PartialSchema, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
@@ -190,61 +304,76 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         use axum::extract::path::ErrorKind;
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+        // The one use of axum's `Path`: its rejections become FastAPI 422s here.
+        #[expect(clippy::disallowed_types, reason = "wrapped here")]
+        let extracted = axum::extract::Path::<T>::from_request_parts(parts, state).await;
+        let value = match extracted {
+            Ok(axum::extract::Path(value)) => value,
             Err(PathRejection::FailedToDeserializePathParams(err)) => {
-                let keyed = match err.kind() {
-                    ErrorKind::ParseErrorAtKey { key, .. } => Some(key.clone()),
-                    ErrorKind::ParseErrorAtIndex { index, .. } => param_name(parts, *index),
-                    _ => None,
-                };
-                // Otherwise name the first `*_id` parameter that is not a UUID.
-                let name = keyed
-                    .or_else(|| first_bad_uuid_param(parts))
-                    .or_else(|| param_name(parts, 0))
+                // The parameters in route order, decoded (absent when one is not UTF-8).
+                let raw: Vec<(String, String)> = RawPathParams::from_request_parts(parts, state)
+                    .await
+                    .map(|raw| {
+                        raw.iter()
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let (msg, kind) = if name.ends_with("_id") || name == "id" {
+                let (keyed, utf8) = match err.kind() {
+                    ErrorKind::ParseErrorAtKey { key, .. } => (Some(key.clone()), false),
+                    ErrorKind::InvalidUtf8InPathParam { key } => (Some(key.clone()), true),
+                    ErrorKind::ParseErrorAtIndex { index, .. } => {
+                        (raw.get(*index).map(|(k, _)| k.clone()), false)
+                    }
+                    _ => (None, false),
+                };
+                // Otherwise (a type's own parse error names no key) the first `*_id` parameter
+                // that is not a UUID.
+                let name = keyed
+                    .or_else(|| {
+                        raw.iter()
+                            .find(|(k, v)| is_id(k) && uuid::Uuid::parse_str(v).is_err())
+                            .map(|(k, _)| k.clone())
+                    })
+                    .or_else(|| raw.first().map(|(k, _)| k.clone()))
+                    .unwrap_or_default();
+                let (msg, kind) = if utf8 {
+                    ("Input should be a valid UTF-8 string", "string_unicode")
+                } else if is_id(&name) {
                     ("Input should be a valid UUID", "uuid_parsing")
                 } else {
                     ("Invalid path parameter", "value_error")
                 };
-                Err(ApiError::field(FieldError::new(
+                return Err(ApiError::field(FieldError::new(
                     &["path", &name],
                     msg,
                     kind,
-                )))
+                )));
             }
-            Err(other) => Err(ApiError::Internal(anyhow::anyhow!(
-                "path extraction failed: {other}"
-            ))),
+            Err(other) => {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "path extraction failed: {other}"
+                )));
+            }
+        };
+        // The values are valid UTF-8 now; refuse a decoded NUL like anywhere else.
+        if let Ok(raw) = RawPathParams::from_request_parts(parts, state).await {
+            let nuls: Vec<FieldError> = raw
+                .iter()
+                .filter(|(_, v)| v.contains('\0'))
+                .map(|(k, _)| nul_error(vec!["path".into(), k.into()]))
+                .collect();
+            if !nuls.is_empty() {
+                return Err(ApiError::Validation(nuls));
+            }
         }
+        Ok(ApiPath(value))
     }
 }
 
-/// The first `*_id` path parameter whose value is not a UUID.
-fn first_bad_uuid_param(parts: &Parts) -> Option<String> {
-    let matched = parts.extensions.get::<MatchedPath>()?.as_str().to_owned();
-    let pattern: Vec<&str> = matched.split('/').collect();
-    let actual: Vec<&str> = parts.uri.path().split('/').collect();
-    pattern
-        .iter()
-        .zip(actual.iter())
-        .filter_map(|(p, v)| Some((p.strip_prefix('{')?.strip_suffix('}')?, *v)))
-        .find(|(name, value)| {
-            (name.ends_with("_id") || *name == "id") && uuid::Uuid::parse_str(value).is_err()
-        })
-        .map(|(name, _)| name.to_owned())
-}
-
-/// The name of the `index`-th `{param}` of the matched route.
-fn param_name(parts: &Parts, index: usize) -> Option<String> {
-    let matched = parts.extensions.get::<MatchedPath>()?;
-    matched
-        .as_str()
-        .split('/')
-        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-        .nth(index)
-        .map(str::to_owned)
+/// Whether a path parameter is an id (a UUID).
+fn is_id(name: &str) -> bool {
+    name.ends_with("_id") || name == "id"
 }
 
 /// Deserializes a field that distinguishes "absent" (`None`) from "null" (`Some(None)`), for
@@ -257,18 +386,31 @@ where
     serde::Deserialize::deserialize(de).map(Some)
 }
 
+/// Deserializes an optional field that cannot be cleared: absent is `None`, `null` is refused
+/// like any other wrong type (pair it with `#[schema(value_type = …)]`, so that the published
+/// schema does not call it nullable).
+pub fn not_null<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(de).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
     #[expect(dead_code)]
+    #[serde(deny_unknown_fields)]
     struct Sample {
         name: String,
         active: bool,
+        note: Option<String>,
     }
 
-    fn loc_and_type(err: ApiError) -> (Vec<serde_json::Value>, String) {
+    fn loc_and_type(err: ApiError) -> (Vec<LocItem>, String) {
         match err {
             ApiError::Validation(errors) => (errors[0].loc.clone(), errors[0].kind.clone()),
             other => panic!("expected a validation error, got {other:?}"),
@@ -280,7 +422,23 @@ mod tests {
         let err = parse_json::<Sample>(br#"{"name": "x"}"#).expect_err("missing");
         assert_eq!(
             loc_and_type(err),
-            (vec![json!("body"), json!("active")], "missing".into())
+            (vec!["body".into(), "active".into()], "missing".into())
+        );
+    }
+
+    #[test]
+    fn every_missing_field_is_listed_at_once() {
+        let err = parse_json::<Sample>(br#"{"note": "x"}"#).expect_err("missing");
+        let ApiError::Validation(errors) = err else {
+            panic!("not a validation error")
+        };
+        let locs: Vec<_> = errors.iter().map(|e| e.loc.clone()).collect();
+        assert_eq!(
+            locs,
+            vec![
+                vec![LocItem::from("body"), "name".into()],
+                vec![LocItem::from("body"), "active".into()]
+            ]
         );
     }
 
@@ -290,8 +448,27 @@ mod tests {
         let ApiError::Validation(errors) = err else {
             panic!("not a validation error")
         };
-        assert_eq!(errors[0].loc, vec![json!("body"), json!("active")]);
+        assert_eq!(errors[0].loc, vec![LocItem::from("body"), "active".into()]);
         assert!(!errors[0].msg.contains("secret"), "{}", errors[0].msg);
+    }
+
+    #[test]
+    fn an_array_is_no_object() {
+        let err = parse_json::<Sample>(br#"["x", true, null]"#).expect_err("array");
+        assert_eq!(
+            loc_and_type(err),
+            (vec!["body".into()], "model_attributes_type".into())
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_an_extra_input() {
+        let err = parse_json::<Sample>(br#"{"name": "x", "active": true, "nmae": 1}"#)
+            .expect_err("extra");
+        assert_eq!(
+            loc_and_type(err),
+            (vec!["body".into(), "nmae".into()], "extra_forbidden".into())
+        );
     }
 
     #[test]
@@ -299,10 +476,33 @@ mod tests {
         let err = parse_json::<Sample>(b"{not json").expect_err("syntax");
         assert_eq!(
             loc_and_type(err),
-            (vec![json!("body")], "json_invalid".into())
+            (vec!["body".into()], "json_invalid".into())
         );
         let err = parse_json::<Sample>(b"").expect_err("empty");
-        assert_eq!(loc_and_type(err), (vec![json!("body")], "missing".into()));
+        assert_eq!(loc_and_type(err), (vec!["body".into()], "missing".into()));
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused_at_its_own_loc() {
+        let err =
+            parse_json::<serde_json::Value>(br#"{"name": "a\u0000", "tags": ["ok", "b\u0000"]}"#)
+                .expect_err("nul");
+        let ApiError::Validation(errors) = err else {
+            panic!("not a validation error")
+        };
+        let locs: Vec<_> = errors.iter().map(|e| e.loc.clone()).collect();
+        assert_eq!(
+            locs,
+            vec![
+                vec![LocItem::from("body"), "name".into()],
+                vec!["body".into(), "tags".into(), 1.into()]
+            ]
+        );
+        let err = parse_urlencoded::<serde_json::Value>("query", b"search=%00x").expect_err("nul");
+        assert_eq!(
+            loc_and_type(err).0,
+            vec![LocItem::from("query"), "search".into()]
+        );
     }
 
     #[test]
@@ -313,6 +513,50 @@ mod tests {
             limit: Option<u32>,
         }
         let err = parse_urlencoded::<Q>("query", b"limit=abc").expect_err("bad int");
-        assert_eq!(loc_and_type(err).0, vec![json!("query"), json!("limit")]);
+        assert_eq!(
+            loc_and_type(err).0,
+            vec![LocItem::from("query"), "limit".into()]
+        );
+    }
+}
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[expect(dead_code)]
+    struct Two {
+        user_id: uuid::Uuid,
+        key_id: uuid::Uuid,
+    }
+
+    #[tokio::test]
+    async fn the_bad_one_of_two_ids_is_named() {
+        let inner = axum::Router::new().route(
+            "/u/{user_id}/k/{key_id}",
+            get(|ApiPath(_): ApiPath<Two>| async { "ok" }),
+        );
+        // Nested, as every route of the server is: the router sees the path without its prefix.
+        let app = axum::Router::new().nest("/api/x", inner);
+        let uri = format!("/api/x/u/{}/k/a%00b", uuid::Uuid::nil());
+        let response = app
+            .oneshot(
+                axum::http::Request::get(uri)
+                    .body(axum::body::Body::empty())
+                    .expect("test"),
+            )
+            .await
+            .expect("test");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("test");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("test");
+        assert_eq!(
+            body["detail"][0]["loc"],
+            serde_json::json!(["path", "key_id"]),
+            "{body}"
+        );
     }
 }

@@ -4,13 +4,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use slm_server::cli::{self, Cli, Command};
-use slm_server::config::{Environment, Settings};
-use slm_server::{Application, telemetry};
+use slm_server::{Application, Environment, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::from_env() {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Completions { shell } = command {
+        cli::completions(shell);
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::from_env(cli.env_file.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("{err}");
@@ -21,31 +25,32 @@ async fn main() -> ExitCode {
         Environment::Prod => "info,sqlx=warn",
         Environment::Local => "info,sqlx=warn,tower_http=info",
     };
-    telemetry::init_tracing(settings.environment, default_filter);
-    let outcome = match cli.command.unwrap_or(Command::Serve) {
+    slm_server::init_tracing(settings.environment, default_filter);
+    let outcome = match command {
         Command::Serve => serve(settings).await.map(|()| true),
-        Command::Migrate { realm, revert } => {
-            cli::migrate(&settings, realm, revert).await.map(|()| true)
-        }
+        Command::Migrate {
+            realm,
+            status,
+            revert,
+            to,
+        } => cli::migrate(&settings, realm, status, revert, to)
+            .await
+            .map(|()| true),
         Command::CreateAdmin {
             realm,
             username,
             email,
             password_stdin,
-        } => cli::create_admin(
-            &settings,
-            realm.into(),
-            &username,
-            email.as_deref(),
-            password_stdin,
-        )
-        .await
-        .map(|()| true),
-        Command::ImportUsers { realm, file } => cli::import_users(&settings, realm.into(), &file)
+        } => cli::create_admin(&settings, realm.into(), &username, &email, password_stdin)
             .await
             .map(|()| true),
+        Command::ImportUsers { realm, file } => cli::import_users(&settings, realm.into(), &file)
+            .await
+            .map(|_| true),
+        Command::ResealMfa { realm } => cli::reseal_mfa(&settings, realm).await.map(|()| true),
         Command::Check => cli::check(&settings).await,
         Command::Healthcheck => cli::healthcheck(&settings).await,
+        Command::Completions { .. } => Ok(true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

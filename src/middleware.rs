@@ -1,7 +1,8 @@
 //! Cross-cutting HTTP behaviour: every error body FastAPI-shaped (axum's and tower's own 404,
-//! 405, 408, 413 included), a 500's cause logged once with the request id, request metrics by
-//! matched route.
+//! 405, 408, 413 included), the cause of a 500 or of a database 503 logged once with the
+//! request id, request metrics by matched route.
 
+use crate::extract::ApiJson;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -10,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::InternalErrorCause;
+use crate::error::{DatabaseUnavailable, InternalErrorCause};
 
 fn is_json(response: &Response) -> bool {
     response
@@ -63,6 +64,9 @@ pub async fn observe(request: Request, next: Next) -> Response {
     if let Some(InternalErrorCause(cause)) = response.extensions().get::<InternalErrorCause>() {
         tracing::error!(request_id = %request_id, %method, %route, error = %cause, "request failed");
     }
+    if let Some(unavailable) = response.extensions().get::<DatabaseUnavailable>() {
+        tracing::warn!(request_id = %request_id, %method, %route, error = %unavailable.cause, "database unavailable");
+    }
     let response = fastapi_shaped(response);
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
@@ -72,24 +76,11 @@ pub async fn observe(request: Request, next: Next) -> Response {
     response
 }
 
-/// Tells the password hasher that a request other than a login is being served, so that it
-/// keeps a core free (see [`crate::auth::password`]).
-pub async fn keep_a_core_for_requests(
-    axum::extract::State(hasher): axum::extract::State<crate::auth::password::PasswordHasher>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if !request.uri().path().ends_with("/login") {
-        hasher.note_other_request();
-    }
-    next.run(request).await
-}
-
 /// The router's fallback: FastAPI's 404.
 pub async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({"detail": "Not Found"})),
+        ApiJson(serde_json::json!({"detail": "Not Found"})),
     )
         .into_response()
 }

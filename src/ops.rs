@@ -1,5 +1,6 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 
+use crate::extract::ApiJson;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -12,8 +13,8 @@ use crate::telemetry;
 
 /// Liveness: 200 while the process lives.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
-pub async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(json!({"status": "ok"}))
+pub async fn healthz() -> ApiJson<serde_json::Value> {
+    ApiJson(json!({"status": "ok"}))
 }
 
 async fn check(probe: impl Future<Output = bool>) -> &'static str {
@@ -42,7 +43,7 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     };
     (
         code,
-        axum::Json(json!({
+        ApiJson(json!({
             "status": status,
             "checks": {"slm_db": slm, "autobot_db": autobot, "redis": redis},
         })),
@@ -53,7 +54,7 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     for realm in [&app.slm, &app.autobot] {
-        let pool = realm.db();
+        let pool = realm.pool();
         let size = f64::from(pool.size());
         let idle = pool.num_idle() as f64;
         metrics::gauge!("db_pool_connections", "realm" => realm.name(), "state" => "idle")
@@ -73,4 +74,24 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         telemetry::prometheus().render(),
     )
+}
+
+/// Liveness, readiness, and `/metrics` unless it has a listener of its own (`METRICS_ADDR`).
+pub fn router(with_metrics: bool) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    let router = utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz));
+    if with_metrics {
+        router.routes(routes!(metrics))
+    } else {
+        router
+    }
+}
+
+/// The metrics listener's own router (`METRICS_ADDR`): `/metrics` and nothing else.
+pub fn metrics_router(app: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(app)
 }

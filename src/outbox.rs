@@ -1,19 +1,24 @@
-//! Cache invalidation through a transactional outbox (API.md §5): a message row is written in
-//! the same transaction as the user change it announces, and a relay task publishes it to Redis
-//! after commit, at least once and in commit order, then deletes it. Redis being down never
-//! fails a write; the backlog waits and is delivered when Redis returns.
+//! Cache invalidation through a transactional outbox (docs/api.md §5): a message row is written in
+//! the same transaction as the user change it announces, and a relay task delivers it after
+//! commit, at least once and in commit order, then deletes it. Redis being down never fails a
+//! write; the backlog waits and is delivered when Redis returns.
+//!
+//! Each message goes to every cache that exists, each of which can be turned off:
+//! 1. the AutoBot backend's permission cache: `DEL rbac:perm:<user_id>`, then
+//!    `PUBLISH autobot:rbac:invalidate {"user_id"}`;
+//! 2. the seed design's channel `user:cache:invalidate` with the whole message.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::database::Db;
 use crate::error::ApiError;
 use crate::realm::Realm;
-use crate::state::Redis;
+use crate::redis_client::Redis;
 
 /// The PostgreSQL channel that wakes the relay after a commit.
 const NOTIFY_CHANNEL: &str = "slm_outbox";
@@ -22,10 +27,21 @@ const NOTIFY_CHANNEL: &str = "slm_outbox";
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
 const BATCH: i64 = 200;
 
+/// Where messages go; `None` turns a target off.
+#[derive(Clone, Debug)]
+pub struct Targets {
+    /// The seed design's channel.
+    pub channel: Option<String>,
+    /// The AutoBot backend's RBAC invalidation channel.
+    pub rbac_channel: Option<String>,
+    /// The AutoBot backend's cached-permissions key, `{user_id}` standing for the user.
+    pub rbac_key: Option<String>,
+}
+
 /// Queues one invalidation message per user in `user_ids`, inside the caller's transaction.
 /// A no-op in realms that do not publish invalidations.
 pub async fn enqueue(
-    conn: &mut PgConnection,
+    db: &mut impl Db,
     realm: &Realm,
     user_ids: &[Uuid],
     event: &str,
@@ -33,7 +49,7 @@ pub async fn enqueue(
     if !realm.policy().publishes_invalidations || user_ids.is_empty() {
         return Ok(());
     }
-    let now = chrono::Utc::now();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let payloads: Vec<serde_json::Value> = user_ids
         .iter()
         .map(|user_id| {
@@ -42,65 +58,77 @@ pub async fn enqueue(
                 "realm": realm.name(),
                 "event": event,
                 "id": Uuid::now_v7(),
-                "occurred_at": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "occurred_at": now,
             })
         })
         .collect();
-    sqlx::query("INSERT INTO outbox (payload) SELECT * FROM UNNEST($1::jsonb[])")
-        .bind(&payloads)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| realm.db_error(e))?;
+    sqlx::query(
+        "INSERT INTO slm_server.outbox (user_id, payload) SELECT * FROM UNNEST($1::uuid[], $2::jsonb[])",
+    )
+    .bind(user_ids)
+    .bind(&payloads)
+    .execute(db.exec())
+    .await?;
     // NOTIFY is delivered only when the transaction commits, which is exactly when to relay.
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(NOTIFY_CHANNEL)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| realm.db_error(e))?;
+        .execute(db.exec())
+        .await?;
     Ok(())
 }
 
 /// Number of pending messages and the age in seconds of the oldest.
-pub async fn backlog(realm: &Realm) -> sqlx::Result<(i64, f64)> {
-    sqlx::query_as(
+pub async fn backlog(realm: &Realm) -> Result<(i64, f64), ApiError> {
+    Ok(sqlx::query_as(
         r"SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
-          FROM outbox",
+          FROM slm_server.outbox",
     )
-    .fetch_one(realm.db())
-    .await
+    .fetch_one(realm.conn().await?.exec())
+    .await?)
 }
 
-/// Publishes pending rows once; returns how many were delivered. One relay at a time holds the
-/// realm-wide lock, so several replicas never reorder or double-publish a batch; a crash before
-/// commit leaves the rows for the next attempt (at-least-once).
-pub async fn relay_once(realm: &Realm, redis: &Redis, channel: &str) -> anyhow::Result<usize> {
-    let mut tx = realm.db().begin().await?;
+/// Delivers pending rows once; returns how many were delivered. One relay at a time holds the
+/// realm-wide lock, so several replicas never reorder or double-deliver a batch; a crash
+/// before commit leaves the rows for the next attempt (at-least-once).
+pub async fn relay_once(realm: &Realm, redis: &Redis, targets: &Targets) -> anyhow::Result<usize> {
+    let mut tx = realm.begin().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(7263511, 2)")
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.exec())
         .await?;
     if !locked {
         return Ok(0);
     }
-    let rows: Vec<(i64, serde_json::Value)> =
-        sqlx::query_as("SELECT id, payload FROM outbox ORDER BY id LIMIT $1")
+    let rows: Vec<(i64, Uuid, serde_json::Value)> =
+        sqlx::query_as("SELECT id, user_id, payload FROM slm_server.outbox ORDER BY id LIMIT $1")
             .bind(BATCH)
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.exec())
             .await?;
     if rows.is_empty() {
         return Ok(0);
     }
     let started = Instant::now();
+    // One pipeline, in id order: each user's messages arrive in commit order everywhere.
     let mut pipe = redis::pipe();
-    for (_, payload) in &rows {
-        pipe.publish(channel, payload.to_string()).ignore();
+    for (_, user_id, payload) in &rows {
+        if let Some(key) = &targets.rbac_key {
+            pipe.del(key.replace("{user_id}", &user_id.to_string()))
+                .ignore();
+        }
+        if let Some(channel) = &targets.rbac_channel {
+            pipe.publish(channel, json!({ "user_id": user_id }).to_string())
+                .ignore();
+        }
+        if let Some(channel) = &targets.channel {
+            pipe.publish(channel, payload.to_string()).ignore();
+        }
     }
     let mut conn = redis.conn();
     pipe.query_async::<()>(&mut conn).await?;
     metrics::histogram!("outbox_publish_seconds").record(started.elapsed().as_secs_f64());
-    let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
-    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+    let ids: Vec<i64> = rows.iter().map(|(id, _, _)| *id).collect();
+    sqlx::query("DELETE FROM slm_server.outbox WHERE id = ANY($1)")
         .bind(&ids)
-        .execute(&mut *tx)
+        .execute(tx.exec())
         .await?;
     tx.commit().await?;
     metrics::counter!("outbox_published_total").increment(rows.len() as u64);
@@ -112,7 +140,7 @@ pub async fn relay_once(realm: &Realm, redis: &Redis, channel: &str) -> anyhow::
 pub async fn run_relay(
     realm: Realm,
     redis: Redis,
-    channel: String,
+    targets: Targets,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut listener: Option<PgListener> = None;
@@ -122,7 +150,7 @@ pub async fn run_relay(
             return;
         }
         if listener.is_none() {
-            listener = match PgListener::connect_with(realm.db()).await {
+            listener = match PgListener::connect_with(realm.pool()).await {
                 Ok(mut l) => match l.listen(NOTIFY_CHANNEL).await {
                     Ok(()) => Some(l),
                     Err(_) => None,
@@ -130,7 +158,7 @@ pub async fn run_relay(
                 Err(_) => None,
             };
         }
-        let delivered = relay_once(&realm, &redis, &channel).await;
+        let delivered = relay_once(&realm, &redis, &targets).await;
         let wait = match &delivered {
             Ok(n) if *n as i64 == BATCH => {
                 backoff = Duration::from_millis(100);

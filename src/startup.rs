@@ -1,7 +1,6 @@
 //! Building and running the application: pools, migrations, bootstrap admin, background tasks,
 //! the router with its middleware, and graceful shutdown.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,46 +14,35 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::password::PasswordHasher;
-use crate::auth::token::TokenKeys;
 use crate::config::Settings;
 use crate::extract::MAX_BODY_BYTES;
-use crate::rate_limit::RateLimiter;
-use crate::realm::{Realm, RealmId, lazy_pool};
-use crate::state::{AppInner, AppState, Redis, Scoped};
+use crate::http_errors::{Peer, ShapedListener};
+use crate::realm::RealmId;
+use crate::state::AppState;
 
 /// A built server, listening but not yet serving.
 pub struct Application {
-    listener: TcpListener,
+    listener: ShapedListener,
+    /// `/metrics` on an address of its own (`METRICS_ADDR`), when configured.
+    metrics: Option<TcpListener>,
     router: Router,
     state: AppState,
     shutdown: watch::Sender<bool>,
-}
-
-fn realm(id: RealmId, settings: &Settings) -> Realm {
-    let (db, secret) = settings.realm(id);
-    let keys = TokenKeys::new(
-        id.as_str(),
-        secret,
-        settings.access_token_ttl,
-        settings.refresh_token_ttl,
-    );
-    Realm::new(id, lazy_pool(db), keys)
 }
 
 /// Migrates the AutoBot database in the background until it succeeds, so that the server
 /// starts (and serves the SLM realm) while that remote database is down.
 fn migrate_autobot_when_reachable(settings: &Settings, mut shutdown: watch::Receiver<bool>) {
     let options = settings.autobot_db.options.clone();
+    let target = settings.autobot_db.describe();
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(500);
         loop {
-            match crate::db::migrate_up(RealmId::Autobot, &options).await {
+            match crate::database::migrate::migrate_up(RealmId::Autobot, &options).await {
                 Ok(()) => return,
                 Err(err) => {
-                    tracing::warn!(error = %err, "AutoBot database not migrated yet; retrying")
+                    tracing::warn!(error = %err, database = %target, "AutoBot database not migrated yet; retrying")
                 }
             }
             tokio::select! {
@@ -74,13 +62,13 @@ impl Application {
         crate::telemetry::prometheus();
         let (shutdown, shutdown_rx) = watch::channel(false);
         if settings.migrate_on_start {
-            crate::db::migrate_up(RealmId::Slm, &settings.slm_db.options)
+            crate::database::migrate::migrate_up(RealmId::Slm, &settings.slm_db.options)
                 .await
-                .map_err(|e| anyhow::anyhow!("SLM database: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("SLM database {}: {e}", settings.slm_db.describe()))?;
             let autobot_opts = &settings.autobot_db.options;
             let quick = tokio::time::timeout(
                 Duration::from_secs(3),
-                crate::db::migrate_up(RealmId::Autobot, autobot_opts),
+                crate::database::migrate::migrate_up(RealmId::Autobot, autobot_opts),
             )
             .await;
             if !matches!(quick, Ok(Ok(()))) {
@@ -90,38 +78,41 @@ impl Application {
                 migrate_autobot_when_reachable(&settings, shutdown_rx.clone());
             }
         }
-        let hasher = PasswordHasher::new(settings.hash_concurrency, settings.hash_queue)?;
-        let redis = Redis::new(&settings.redis_url)?;
-        let slm = realm(RealmId::Slm, &settings);
-        let autobot = realm(RealmId::Autobot, &settings);
-        if let Some(creds) = crate::bootstrap::ensure_admin(&slm, &hasher, &settings.bootstrap)
+        let state = AppState::build(settings.clone())?;
+        if let Some(creds) = crate::bootstrap::ensure_admin(&state, &state.slm, &settings.bootstrap)
             .await
-            .map_err(|e| anyhow::anyhow!("creating the bootstrap admin failed: {e}"))?
+            .map_err(|e| anyhow::anyhow!("creating the bootstrap admin failed: {e:#}"))?
         {
-            // Printed once, on standard output, for the operator (API.md §7).
+            // Printed once, on standard output, for the operator (docs/api.md §7).
             println!("BOOTSTRAP_ADMIN_USERNAME={}", creds.username);
             println!("BOOTSTRAP_ADMIN_PASSWORD={}", creds.password);
         }
-        let state = AppState::new(AppInner {
-            rate_limiter: RateLimiter::new(redis.clone(), settings.redis_key_prefix.clone()),
-            slm,
-            autobot,
-            hasher,
-            redis,
-            settings: settings.clone(),
-        });
         tokio::spawn(crate::outbox::run_relay(
             state.autobot.clone(),
             state.redis.clone(),
-            settings.invalidation_channel.clone(),
+            crate::outbox::Targets {
+                channel: settings.invalidation_channel.clone(),
+                rbac_channel: settings.rbac_invalidation_channel.clone(),
+                rbac_key: settings.rbac_cache_key.clone(),
+            },
             shutdown_rx,
         ));
         let router = router(state.clone());
         let listener = TcpListener::bind(settings.bind_addr).await.map_err(|e| {
             anyhow::anyhow!("cannot listen on {} (BIND_ADDR): {e}", settings.bind_addr)
         })?;
+        let listener = ShapedListener(listener);
+        let metrics = match settings.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (METRICS_ADDR): {e}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics,
             router,
             state,
             shutdown,
@@ -130,7 +121,15 @@ impl Application {
 
     /// The port actually bound (tests bind port 0).
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.listener.0.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The metrics listener's port, when it has one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     pub fn state(&self) -> &AppState {
@@ -140,10 +139,21 @@ impl Application {
     /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shutdown = self.shutdown;
+        if let Some(listener) = self.metrics {
+            let mut stop = shutdown.subscribe();
+            let router = crate::ops::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                });
+                if let Err(err) = serve.await {
+                    tracing::error!(error = %err, "the metrics listener stopped");
+                }
+            });
+        }
         let serve = axum::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router.into_make_service_with_connect_info::<Peer>(),
         )
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -176,13 +186,6 @@ async fn shutdown_signal() {
     }
 }
 
-fn scoped(app: &AppState, id: RealmId) -> Scoped {
-    Scoped {
-        app: app.clone(),
-        realm: app.realm(id).clone(),
-    }
-}
-
 fn cors(settings: &Settings) -> CorsLayer {
     let origins = &settings.cors_origins;
     let allow = if origins.iter().any(|o| o == "*") {
@@ -203,6 +206,7 @@ fn cors(settings: &Settings) -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-api-key"),
         ])
         .expose_headers([
             HeaderName::from_static("x-total-count"),
@@ -215,43 +219,13 @@ fn cors(settings: &Settings) -> CorsLayer {
     }
 }
 
-/// The whole HTTP surface. Realm-scoped routers are written once and mounted per realm.
+/// The whole HTTP surface: the route table, the document and Swagger UI, and the middleware.
 pub fn router(app: AppState) -> Router {
-    let slm = scoped(&app, RealmId::Slm);
-    let autobot = scoped(&app, RealmId::Autobot);
-    let teams = crate::teams::routes().with_state(autobot.clone());
-    let api = Router::new()
-        .nest(
-            "/api/slm-auth",
-            crate::auth::routes().with_state(slm.clone()),
-        )
-        .nest(
-            "/api/autobot-auth",
-            crate::auth::routes().with_state(autobot.clone()),
-        )
-        .nest("/api/slm-users", crate::users::routes().with_state(slm))
-        .nest(
-            "/api/autobot-users",
-            crate::users::routes()
-                .merge(crate::teams::user_routes())
-                .with_state(autobot.clone())
-                .nest("/teams", teams.clone()),
-        )
-        .nest("/api/autobot-teams", teams)
-        .nest(
-            "/api/access-requests",
-            crate::access_requests::routes().with_state(autobot),
-        )
-        .nest("/api/audit", crate::audit::routes().with_state(app.clone()))
-        .route("/healthz", axum::routing::get(crate::ops::healthz))
-        .route("/readyz", axum::routing::get(crate::ops::readyz))
-        .route("/metrics", axum::routing::get(crate::ops::metrics))
-        .with_state(app.clone());
-
+    let (api, paths) = crate::routes::api(&app);
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(api)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", crate::openapi::document()))
+        .merge(crate::openapi::docs_router(crate::openapi::document(paths)))
         .fallback(crate::middleware::not_found)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -275,11 +249,11 @@ pub fn router(app: AppState) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(cors(&app.settings))
-        .layer(axum::middleware::from_fn(crate::middleware::observe))
         .layer(axum::middleware::from_fn_with_state(
-            app.hasher.clone(),
-            crate::middleware::keep_a_core_for_requests,
+            app.clone(),
+            crate::audit::record_denials,
         ))
+        .layer(axum::middleware::from_fn(crate::middleware::observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             // 5xx are logged once, with their cause, by middleware::observe.

@@ -1,15 +1,14 @@
 //! Shared application state: both realms, the password hasher, Redis and settings.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::FromRef;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::auth::password::PasswordHasher;
 use crate::config::Settings;
 use crate::rate_limit::RateLimiter;
 use crate::realm::{Realm, RealmId};
+use crate::redis_client::Redis;
 
 /// Everything a request may need; cheap to clone.
 #[derive(Clone)]
@@ -36,6 +35,20 @@ impl AppState {
         Self(Arc::new(inner))
     }
 
+    /// The state of `settings`: both realms (pools connect on first use), the hashing pool,
+    /// Redis (also connected on first use) and the rate limiter.
+    pub fn build(settings: Arc<Settings>) -> anyhow::Result<Self> {
+        let redis = Redis::new(&settings.redis_url, settings.redis_ca_file.as_deref())?;
+        Ok(Self::new(AppInner {
+            rate_limiter: RateLimiter::new(redis.clone(), settings.redis_key_prefix.clone()),
+            slm: Realm::from_settings(RealmId::Slm, &settings),
+            autobot: Realm::from_settings(RealmId::Autobot, &settings),
+            hasher: PasswordHasher::new(settings.hash_concurrency, settings.hash_queue)?,
+            redis,
+            settings,
+        }))
+    }
+
     /// The realm with this id.
     pub fn realm(&self, id: RealmId) -> &Realm {
         match id {
@@ -53,42 +66,18 @@ pub struct Scoped {
     pub realm: Realm,
 }
 
+impl Scoped {
+    /// The state of routes targeting realm `id`.
+    pub fn new(app: &AppState, id: RealmId) -> Self {
+        Self {
+            app: app.clone(),
+            realm: app.realm(id).clone(),
+        }
+    }
+}
+
 impl FromRef<Scoped> for AppState {
     fn from_ref(scoped: &Scoped) -> AppState {
         scoped.app.clone()
-    }
-}
-
-/// A Redis connection that reconnects by itself and never blocks a request for long: commands
-/// time out after half a second, so Redis being down degrades features instead of hanging.
-#[derive(Clone)]
-pub struct Redis {
-    manager: ConnectionManager,
-}
-
-impl Redis {
-    pub fn new(url: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self { manager })
-    }
-
-    /// A handle for commands (cheap clone of a multiplexed connection).
-    pub fn conn(&self) -> ConnectionManager {
-        self.manager.clone()
-    }
-
-    /// Whether Redis answers PING right now.
-    pub async fn ping(&self) -> bool {
-        let mut conn = self.conn();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .is_ok()
     }
 }

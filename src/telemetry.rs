@@ -1,4 +1,5 @@
-//! Logging (tracing: JSON in production, compact locally) and the Prometheus recorder.
+//! Logging (tracing: JSON in production, compact text locally, coloured only on a terminal)
+//! and the Prometheus recorder.
 
 use std::sync::OnceLock;
 
@@ -13,8 +14,10 @@ pub fn init_tracing(environment: Environment, default_filter: &str) {
     INIT.get_or_init(|| {
         let filter =
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+        use std::io::IsTerminal;
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr);
         let _ = match environment {
             Environment::Prod => builder.json().flatten_event(true).try_init(),

@@ -1,38 +1,103 @@
 //! API keys: `<realm prefix><256 random bits>`, shown once, stored as a keyed hash, optionally
-//! expiring, revocable. Serves `/me/api-keys` and the per-user keys admins issue.
+//! expiring, revocable, and limited to scopes: permission names their owner holds. A request
+//! with a key may do what both the owner's current roles and the key's scopes allow.
+
+use std::collections::BTreeMap;
 
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor};
-use crate::auth::dto::{ApiKeyCreatedResponse, ApiKeyResponse, CreateApiKeyRequest};
-use crate::auth::token::random_secret;
-use crate::error::{ApiError, FieldError};
+use crate::auth::db::{self, NewApiKey};
+use crate::auth::dto::{
+    ApiKeyCreatedResponse, ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, UpdateApiKeyRequest,
+};
+use crate::crypto::random_secret;
+use crate::domain::{Errors, parse_name, parse_text};
+use crate::error::{ApiError, FieldError, LocItem};
 use crate::realm::Realm;
+use crate::users::db as users_db;
 
 const NOT_FOUND: ApiError = ApiError::NotFound("API key not found");
+/// The `key_prefix` column holds 12 characters: enough to recognise a key in a list, far too
+/// few to guess the rest.
+const PREFIX_LEN: usize = 12;
 
-/// Validates a key request: name 1–100 characters, expiry 1..=3650 days.
-pub fn parse_request(body: &CreateApiKeyRequest) -> Result<(String, Option<i64>), ApiError> {
-    let mut errors = Vec::new();
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        errors.push(FieldError::body("name", "Name must be 1 to 100 characters"));
+/// A key request, parsed.
+pub struct NewKey {
+    pub name: String,
+    pub description: Option<String>,
+    pub scopes: Vec<String>,
+    pub expires_days: Option<i64>,
+}
+
+/// Checks a key request: name 1–100 characters, description up to 500, expiry 1–3650 days,
+/// and every scope one of `held` (the owner's permissions).
+pub fn parse_request(body: CreateApiKeyRequest, held: &[String]) -> Result<NewKey, ApiError> {
+    let mut errors = Errors::default();
+    let name = match errors.body("name", parse_name(&body.name, 100, "Name")) {
+        Some(None) => {
+            errors.push(FieldError::body("name", "Name must not be empty"));
+            None
+        }
+        other => other.flatten(),
+    };
+    let description = match body.description.as_deref() {
+        None => Some(None),
+        Some(raw) => errors.body("description", parse_text(raw, 500, "Description")),
+    };
+    for (field, days) in [
+        ("expires_days", body.expires_days),
+        ("expires_in_days", body.expires_in_days),
+    ] {
+        if days.is_some_and(|days| !(1..=3650).contains(&days)) {
+            errors.push(FieldError::body(
+                field,
+                "Input should be between 1 and 3650",
+            ));
+        }
     }
-    if let Some(days) = body.expires_in_days
-        && !(1..=3650).contains(&days)
+    if let (Some(a), Some(b)) = (body.expires_days, body.expires_in_days)
+        && a != b
     {
         errors.push(FieldError::body(
             "expires_in_days",
-            "Input should be between 1 and 3650",
+            "expires_days and expires_in_days disagree",
         ));
     }
-    if errors.is_empty() {
-        Ok((name.to_owned(), body.expires_in_days))
-    } else {
-        Err(ApiError::Validation(errors))
+    let expires_days = body.expires_days.or(body.expires_in_days);
+    let mut scopes = Vec::new();
+    for (i, scope) in body.scopes.unwrap_or_default().into_iter().enumerate() {
+        if held.contains(&scope) {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        } else {
+            errors.push(FieldError::at(
+                vec!["body".into(), "scopes".into(), LocItem::Index(i)],
+                "Not a permission the key's owner holds",
+                "value_error",
+            ));
+        }
     }
+    errors.finish(|| {
+        Some(NewKey {
+            name: name?,
+            description: description?,
+            scopes,
+            expires_days,
+        })
+    })
+}
+
+/// The permissions of a user, as a key of theirs may be scoped to.
+pub async fn permissions_of(realm: &Realm, owner: Uuid) -> Result<Vec<String>, ApiError> {
+    let mut conn = realm.conn().await?;
+    let user = users_db::fetch(&mut conn, owner)
+        .await?
+        .ok_or(ApiError::NotFound("User not found"))?;
+    Ok(users_db::permissions_of(&mut conn, &user.role_ids()).await?)
 }
 
 /// Issues a key for `owner`.
@@ -40,73 +105,111 @@ pub async fn issue(
     realm: &Realm,
     actor: &Actor,
     owner: Uuid,
-    name: String,
-    expires_in_days: Option<i64>,
+    new: NewKey,
 ) -> Result<ApiKeyCreatedResponse, ApiError> {
     let key = format!("{}{}", realm.policy().api_key_prefix, random_secret());
-    // Enough of the key to recognise it in a list, far too little to guess the rest.
-    let prefix: String = key
-        .chars()
-        .take(realm.policy().api_key_prefix.len() + 8)
-        .collect();
-    let id = Uuid::now_v7();
-    let created_at = Utc::now();
-    let expires_at = expires_in_days.map(|d| created_at + chrono::Duration::days(d));
+    let key_prefix: String = key.chars().take(PREFIX_LEN).collect();
+    let expires_at = new
+        .expires_days
+        .map(|d| Utc::now() + chrono::Duration::days(d));
     let mut tx = realm.begin().await?;
-    let owner_exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
-            .bind(owner)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| realm.db_error(e))?;
-    if !owner_exists {
+    if users_db::fetch_for_update(&mut tx, owner).await?.is_none() {
         return Err(ApiError::NotFound("User not found"));
     }
-    sqlx::query(
-        r"INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at)
-          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    let row = db::insert_api_key(
+        &mut tx,
+        &NewApiKey {
+            id: Uuid::now_v7(),
+            user_id: owner,
+            name: &new.name,
+            description: new.description.as_deref(),
+            key_prefix: &key_prefix,
+            key_hash: &realm.tokens().api_key_hash(&key),
+            scopes: &new.scopes,
+            expires_at,
+        },
     )
-    .bind(id)
-    .bind(owner)
-    .bind(&name)
-    .bind(&prefix)
-    .bind(realm.tokens().api_key_hash(&key))
-    .bind(created_at)
-    .bind(expires_at)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
+    .await?;
     audit::record(
         &mut tx,
         realm,
         actor,
         "api_key_issued",
         Some(owner),
-        json!({"key_id": id, "name": name, "prefix": prefix}),
+        json!({"key_id": row.id, "name": row.name, "key_prefix": row.key_prefix, "scopes": new.scopes}),
     )
     .await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
+    tx.commit().await?;
     Ok(ApiKeyCreatedResponse {
-        id,
-        name,
-        prefix,
+        id: row.id,
+        name: row.name,
+        description: row.description,
+        key_prefix: row.key_prefix,
         key,
-        created_at,
-        expires_at,
+        scopes: row.scopes.0,
+        expires_at: row.expires_at,
+        created_at: row.created_at,
     })
 }
 
-/// The live (unrevoked) keys of `owner`, without secrets.
-pub async fn list(realm: &Realm, owner: Uuid) -> Result<Vec<ApiKeyResponse>, ApiError> {
-    let mut conn = realm.acquire().await?;
-    sqlx::query_as(
-        r"SELECT id, name, prefix, created_at, expires_at, last_used_at FROM api_keys
-          WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+/// The unrevoked keys of `owner`, without secrets.
+pub async fn list(realm: &Realm, owner: Uuid) -> Result<ApiKeyList, ApiError> {
+    let mut conn = realm.conn().await?;
+    let keys: Vec<ApiKeyResponse> = db::api_keys_of(&mut conn, owner)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let total = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+    Ok(ApiKeyList { keys, total })
+}
+
+/// One key of `owner`.
+pub async fn get(realm: &Realm, owner: Uuid, key_id: Uuid) -> Result<ApiKeyResponse, ApiError> {
+    let mut conn = realm.conn().await?;
+    db::api_key(&mut conn, owner, key_id)
+        .await?
+        .map(Into::into)
+        .ok_or(NOT_FOUND)
+}
+
+/// Renames a key of `owner` or changes its description.
+pub async fn update(
+    realm: &Realm,
+    owner: Uuid,
+    key_id: Uuid,
+    body: UpdateApiKeyRequest,
+) -> Result<ApiKeyResponse, ApiError> {
+    let mut errors = Errors::default();
+    let name = match body.name.as_deref() {
+        None => Some(None),
+        Some(raw) => match errors.body("name", parse_name(raw, 100, "Name")) {
+            Some(None) => {
+                errors.push(FieldError::body("name", "Name must not be empty"));
+                None
+            }
+            other => other,
+        },
+    };
+    let description = match body.description {
+        None => Some(None),
+        Some(None) => Some(Some(None)),
+        Some(Some(raw)) => errors
+            .body("description", parse_text(&raw, 500, "Description"))
+            .map(Some),
+    };
+    let (name, description) = errors.finish(|| Some((name?, description?)))?;
+    let mut conn = realm.conn().await?;
+    db::update_api_key(
+        &mut conn,
+        owner,
+        key_id,
+        name.as_deref(),
+        description.as_ref().map(|d| d.as_deref()),
     )
-    .bind(owner)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| realm.db_error(e))
+    .await?
+    .map(Into::into)
+    .ok_or(NOT_FOUND)
 }
 
 /// Revokes key `key_id` of `owner`.
@@ -116,16 +219,9 @@ pub async fn revoke(
     owner: Uuid,
     key_id: Uuid,
 ) -> Result<(), ApiError> {
+    let revoked_by = actor.id.filter(|_| actor.realm == Some(realm.id()));
     let mut tx = realm.begin().await?;
-    let revoked = sqlx::query(
-        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-    )
-    .bind(key_id)
-    .bind(owner)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    if revoked.rows_affected() == 0 {
+    if !db::revoke_api_key(&mut tx, owner, key_id, revoked_by).await? {
         return Err(NOT_FOUND);
     }
     audit::record(
@@ -137,6 +233,15 @@ pub async fn revoke(
         json!({"key_id": key_id}),
     )
     .await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
-    Ok(())
+    tx.commit().await
+}
+
+/// The scopes a key of this realm may have: its permissions, with their descriptions.
+pub async fn scopes(realm: &Realm) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut conn = realm.conn().await?;
+    Ok(users_db::all_permissions(&mut conn)
+        .await?
+        .into_iter()
+        .map(|(name, description)| (name, description.unwrap_or_default()))
+        .collect())
 }

@@ -1,11 +1,12 @@
 //! Who is calling: the client IP (from `X-Forwarded-For` only when the peer is a trusted proxy)
 //! and User-Agent, for rate limits and the audit log.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
+use crate::http_errors::Peer;
 use crate::state::AppState;
 
 /// The calling client.
@@ -20,8 +21,8 @@ pub struct ClientInfo {
 pub fn client_ip(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
     let peer = parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())?;
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(Peer(addr))| addr.ip())?;
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
@@ -50,7 +51,7 @@ impl ClientInfo {
             .headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(512).collect());
+            .map(|s| s.chars().take(500).collect());
         Self {
             ip: client_ip(parts, trusted),
             user_agent,

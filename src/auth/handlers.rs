@@ -1,29 +1,37 @@
-//! `/api/slm-auth` and `/api/autobot-auth`: one set of handlers, mounted once per realm.
+//! Sign-in endpoints of both realms (`/api/auth` is the SLM realm's, the dashboard's paths):
+//! login, refresh, logout, the caller, its password; and a user's sessions for admins.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
 
-use crate::auth::api_keys;
+use crate::auth::authz::{Authorized, CanRead};
+
 use crate::auth::client::ClientInfo;
-use crate::auth::dto::*;
-use crate::auth::principal::RealmUser;
+use crate::auth::db;
+use crate::auth::dto::{
+    ChangePasswordRequest, LoginRequest, LoginResponse, MeResponse, RefreshRequest, SessionList,
+    SessionsQuery, TokenResponse,
+};
+use crate::auth::principal::{self, SignedIn};
 use crate::auth::service::{self, Credentials};
-use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, JsonOrForm};
+use crate::error::{ApiError, HTTPValidationError, HttpError};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, JsonOrForm, OptionalJson};
+use crate::pagination::{Listed, Page};
+use crate::realm::ADMIN_ROLE;
 use crate::state::Scoped;
-use crate::users::dto::UserResponse;
+use crate::users::dto::{UserPath, UserResponse};
 
-/// Log in (JSON, or the OAuth2 password-flow form used by Swagger UI).
+/// Log in (JSON, or the OAuth2 password-flow form used by Swagger UI). With MFA on and no
+/// `totp_code`, the answer is the MFA challenge.
 #[utoipa::path(post, path = "/login",
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::openapi::HttpError),
-              (status = 422, body = crate::openapi::HTTPValidationError), (status = 429, body = crate::openapi::HttpError)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = HttpError),
+              (status = 422, body = HTTPValidationError), (status = 429, body = HttpError)))]
 pub async fn login(
     State(ctx): State<Scoped>,
     client: ClientInfo,
     JsonOrForm(body): JsonOrForm<LoginRequest>,
-) -> Result<axum::Json<TokenResponse>, ApiError> {
+) -> Result<ApiJson<LoginResponse>, ApiError> {
     let creds = Credentials {
         username: body.username,
         password: body.password,
@@ -31,51 +39,68 @@ pub async fn login(
     };
     service::login(&ctx.app, &ctx.realm, creds, client)
         .await
-        .map(axum::Json)
+        .map(ApiJson)
 }
 
-/// Exchange a refresh token for a new token pair.
-#[utoipa::path(post, path = "/refresh", request_body = RefreshRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::openapi::HttpError)))]
+/// Exchange a refresh token for a new pair; or, with no body, renew the bearer access token
+/// for its live session (the dashboard's refresh).
+#[utoipa::path(post, path = "/refresh", request_body(content = Option<RefreshRequest>),
+    responses((status = 200, body = TokenResponse), (status = 401, body = HttpError)),
+    security((), ("bearer" = [])))]
 pub async fn refresh(
     State(ctx): State<Scoped>,
     client: ClientInfo,
-    ApiJson(body): ApiJson<RefreshRequest>,
-) -> Result<axum::Json<TokenResponse>, ApiError> {
-    service::refresh(&ctx.realm, &body.refresh_token, client)
-        .await
-        .map(axum::Json)
+    headers: HeaderMap,
+    OptionalJson(body): OptionalJson<RefreshRequest>,
+) -> Result<ApiJson<TokenResponse>, ApiError> {
+    let answer = match body {
+        Some(body) => {
+            service::refresh(
+                &ctx.realm,
+                &body.refresh_token,
+                ctx.app.settings.refresh_reuse_grace,
+                client,
+            )
+            .await?
+        }
+        None => {
+            let me = principal::authenticate(&ctx.realm, &headers, client).await?;
+            service::refresh_access(&ctx.realm, &me).await?
+        }
+    };
+    Ok(ApiJson(answer))
 }
 
-/// End the current session.
-#[utoipa::path(post, path = "/logout", responses((status = 204), (status = 401, body = crate::openapi::HttpError)),
+/// End the current session: its access and refresh tokens stop working at once.
+#[utoipa::path(post, path = "/logout", responses((status = 204), (status = 401, body = HttpError)),
     security(("bearer" = [])))]
 pub async fn logout(
     State(ctx): State<Scoped>,
-    RealmUser(me): RealmUser,
+    SignedIn(me): SignedIn,
 ) -> Result<StatusCode, ApiError> {
     service::logout(&ctx.realm, &me).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The caller, with its permissions.
-#[utoipa::path(get, path = "/me", responses((status = 200, body = MeResponse), (status = 401, body = crate::openapi::HttpError)),
+/// The caller, with its highest role and what it may do.
+#[utoipa::path(get, path = "/me", responses((status = 200, body = MeResponse), (status = 401, body = HttpError)),
     security(("bearer" = [])))]
-pub async fn get_me(State(ctx): State<Scoped>, RealmUser(me): RealmUser) -> axum::Json<MeResponse> {
-    let permissions = ctx.realm.policy().permissions(&me.user.roles);
-    axum::Json(MeResponse {
+pub async fn get_me(SignedIn(me): SignedIn) -> ApiJson<MeResponse> {
+    ApiJson(MeResponse {
+        is_admin: me.user.has_role(ADMIN_ROLE),
+        role: me.user.highest_role().map(str::to_owned),
+        permissions: me.permissions,
         user: UserResponse::from(me.user),
-        permissions,
     })
 }
 
 /// Change the caller's password; other sessions end.
 #[utoipa::path(post, path = "/me/password", request_body = ChangePasswordRequest,
-    responses((status = 204), (status = 400, body = crate::openapi::HttpError), (status = 422, body = crate::openapi::HTTPValidationError)),
+    responses((status = 204), (status = 400, body = HttpError), (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn change_password(
     State(ctx): State<Scoped>,
-    RealmUser(me): RealmUser,
+    SignedIn(me): SignedIn,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     service::change_password(
@@ -89,72 +114,32 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Start TOTP enrolment.
-#[utoipa::path(post, path = "/me/mfa/setup", responses((status = 200, body = MfaSetupResponse)), security(("bearer" = [])))]
-pub async fn mfa_setup(
-    State(ctx): State<Scoped>,
-    RealmUser(me): RealmUser,
-) -> Result<axum::Json<MfaSetupResponse>, ApiError> {
-    service::mfa_setup(&ctx.app, &ctx.realm, &me)
-        .await
-        .map(axum::Json)
-}
-
-/// Confirm TOTP enrolment with a code; returns recovery codes once.
-#[utoipa::path(post, path = "/me/mfa/enable", request_body = MfaCodeRequest,
-    responses((status = 200, body = RecoveryCodesResponse), (status = 400, body = crate::openapi::HttpError)), security(("bearer" = [])))]
-pub async fn mfa_enable(
-    State(ctx): State<Scoped>,
-    RealmUser(me): RealmUser,
-    ApiJson(body): ApiJson<MfaCodeRequest>,
-) -> Result<axum::Json<RecoveryCodesResponse>, ApiError> {
-    let recovery_codes = service::mfa_enable(&ctx.app, &ctx.realm, &me, &body.code).await?;
-    Ok(axum::Json(RecoveryCodesResponse { recovery_codes }))
-}
-
-/// Turn MFA off with a current code.
-#[utoipa::path(post, path = "/me/mfa/disable", request_body = MfaCodeRequest,
-    responses((status = 204), (status = 400, body = crate::openapi::HttpError)), security(("bearer" = [])))]
-pub async fn mfa_disable(
-    State(ctx): State<Scoped>,
-    RealmUser(me): RealmUser,
-    ApiJson(body): ApiJson<MfaCodeRequest>,
-) -> Result<StatusCode, ApiError> {
-    service::mfa_disable(&ctx.app, &ctx.realm, &me, &body.code).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// The caller's API keys (without secrets).
-#[utoipa::path(get, path = "/me/api-keys", responses((status = 200, body = Vec<ApiKeyResponse>)), security(("bearer" = [])))]
-pub async fn list_my_api_keys(
-    State(ctx): State<Scoped>,
-    RealmUser(me): RealmUser,
-) -> Result<axum::Json<Vec<ApiKeyResponse>>, ApiError> {
-    api_keys::list(&ctx.realm, me.user.id).await.map(axum::Json)
-}
-
-/// Issue an API key for the caller; the key is shown once.
-#[utoipa::path(post, path = "/me/api-keys", request_body = CreateApiKeyRequest,
-    responses((status = 201, body = ApiKeyCreatedResponse), (status = 422, body = crate::openapi::HTTPValidationError)),
+/// The live sessions of a user, newest first.
+#[utoipa::path(get, path = "/{user_id}/sessions", params(UserPath, SessionsQuery),
+    responses((status = 200, body = SessionList, headers(("x-total-count" = i64, description = "All sessions"))),
+              (status = 404, body = HttpError)),
     security(("bearer" = [])))]
-pub async fn create_my_api_key(
+pub async fn list_user_sessions(
     State(ctx): State<Scoped>,
-    RealmUser(me): RealmUser,
-    ApiJson(body): ApiJson<CreateApiKeyRequest>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (name, days) = api_keys::parse_request(&body)?;
-    let created = api_keys::issue(&ctx.realm, &me.actor(), me.user.id, name, days).await?;
-    Ok((StatusCode::CREATED, axum::Json(created)))
-}
-
-/// Revoke one of the caller's API keys.
-#[utoipa::path(delete, path = "/me/api-keys/{key_id}", params(ApiKeyPath),
-    responses((status = 204), (status = 404, body = crate::openapi::HttpError)), security(("bearer" = [])))]
-pub async fn revoke_my_api_key(
-    State(ctx): State<Scoped>,
-    RealmUser(me): RealmUser,
-    ApiPath(path): ApiPath<ApiKeyPath>,
-) -> Result<StatusCode, ApiError> {
-    api_keys::revoke(&ctx.realm, &me.actor(), me.user.id, path.key_id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    _allowed: Authorized<CanRead>,
+    ApiPath(path): ApiPath<UserPath>,
+    ApiQuery(query): ApiQuery<SessionsQuery>,
+) -> Result<Listed<SessionList>, ApiError> {
+    let page = Page::parse(query.skip, query.offset, query.limit, 1000)?;
+    let mut conn = ctx.realm.conn().await?;
+    if crate::users::db::fetch(&mut conn, path.user_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound("User not found"));
+    }
+    let (sessions, total) =
+        db::live_sessions(&mut conn, path.user_id, page.skip, page.limit).await?;
+    let body = SessionList {
+        sessions,
+        total,
+        limit: page.limit,
+        offset: page.skip,
+    };
+    Ok(Listed(body, total))
 }

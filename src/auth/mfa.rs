@@ -1,131 +1,293 @@
-//! TOTP (RFC 6238: SHA-1, 6 digits, 30 s) with secrets encrypted at rest (AES-256-GCM under
-//! `MFA_ENCRYPTION_KEY`), and single-use recovery codes stored as hashes.
+//! MFA (TOTP) of the caller, for both realms: status, setup with backup codes, confirmation,
+//! disabling, new backup codes; the second-factor check of a login; and an admin's reset of a
+//! user who lost their authenticator.
+//!
+//! The confirmed secret and the backup codes live where the AutoBot model keeps them
+//! (`user_mfa`, sealed); the enrolment in progress and the replay state are the server's own.
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
-use totp_rs::{Algorithm, Builder, Secret, Totp};
+use serde_json::json;
+use uuid::Uuid;
 
-use crate::auth::token::random_secret;
+use crate::audit;
+use crate::auth::authz::{self, Perm};
+use crate::auth::db;
+use crate::auth::dto::{MfaSetupResponse, MfaStatus};
+use crate::auth::principal::Principal;
+use crate::auth::totp::{self, BACKUP_CODES};
+use crate::database::Db;
+use crate::error::ApiError;
+use crate::outbox;
+use crate::realm::{ADMIN_ROLE, Realm};
+use crate::state::AppState;
+use crate::users::db as users_db;
 
-/// A freshly generated secret in base32, as authenticator apps take it.
-pub fn new_secret() -> String {
-    Secret::generate().to_base32()
+const INVALID_CODE: &str = "Invalid MFA code";
+
+fn backup_code_count() -> i32 {
+    i32::try_from(BACKUP_CODES).unwrap_or(i32::MAX)
 }
 
-/// The TOTP generator of a base32 secret.
-pub fn totp(secret_b32: &str, account: &str, issuer: &str) -> anyhow::Result<Totp> {
-    let secret = Secret::try_from_base32(secret_b32)
-        .map_err(|e| anyhow::anyhow!("stored TOTP secret is not base32: {e:?}"))?;
-    Builder::new()
-        .with_algorithm(Algorithm::SHA1)
-        .with_digits(6)
-        .with_step_duration(30)
-        .with_skew(1)
-        .with_secret(secret)
-        .with_account_name(account)
-        .with_issuer(Some(issuer))
-        .build()
-        .map_err(|e| anyhow::anyhow!("building TOTP failed: {e:?}"))
+/// The caller's MFA.
+pub async fn status(realm: &Realm, principal: &Principal) -> Result<MfaStatus, ApiError> {
+    let mut conn = realm.conn().await?;
+    let record = db::mfa_record(&mut conn, principal.user.id, false).await?;
+    Ok(MfaStatus {
+        enabled: record.is_some(),
+        method: record
+            .as_ref()
+            .map_or_else(|| "totp".to_owned(), |r| r.method.clone()),
+        backup_codes_remaining: record.as_ref().map_or(0, |r| r.backup_codes_remaining),
+        last_verified_at: record.and_then(|r| r.last_verified_at),
+    })
 }
 
-/// The time step a 6-digit `code` is valid for (now ± one step), if any.
-pub fn matching_step(totp: &Totp, code: &str) -> Option<i64> {
-    let code = code.trim();
-    if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
-        return None;
+/// Starts an enrolment: a new secret and backup codes, pending until a first code confirms
+/// them. Another setup before that replaces them.
+pub async fn setup(
+    app: &AppState,
+    realm: &Realm,
+    principal: &Principal,
+) -> Result<MfaSetupResponse, ApiError> {
+    principal.require_session()?;
+    let keys = &app.settings.mfa_keys;
+    let secret = totp::new_secret();
+    let otpauth_uri = totp::totp(
+        &secret,
+        &principal.user.username,
+        realm.policy().display_name,
+    )?
+    .to_url()
+    .map_err(|e| anyhow::anyhow!("otpauth URL: {e:?}"))?;
+    let codes = totp::backup_codes();
+    let digests: Vec<String> = codes.iter().map(|c| totp::backup_code_digest(c)).collect();
+    let sealed_secret = keys.seal(&secret)?;
+    let sealed_codes = totp::seal_backup_codes(keys, &digests)?;
+    let mut tx = realm.begin().await?;
+    if db::mfa_record(&mut tx, principal.user.id, true)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Conflict("MFA is already enabled".into()));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    totp.check(code, now)
-        .and_then(|step| i64::try_from(step).ok())
+    db::set_pending_mfa(&mut tx, principal.user.id, &sealed_secret, &sealed_codes).await?;
+    tx.commit().await?;
+    Ok(MfaSetupResponse {
+        secret,
+        otpauth_uri,
+        backup_codes: codes,
+    })
 }
 
-/// Encrypts a secret: 12-byte random nonce followed by the ciphertext.
-pub fn encrypt(key: &[u8; 32], plaintext: &str) -> anyhow::Result<Vec<u8>> {
-    let cipher = Aes256Gcm::new(key.into());
-    let nonce_bytes: [u8; 12] = rand::random();
-    let mut out = nonce_bytes.to_vec();
-    let ciphertext = cipher
-        .encrypt(Nonce::from_slice(&nonce_bytes), plaintext.as_bytes())
-        .map_err(|_| anyhow::anyhow!("encrypting the TOTP secret failed"))?;
-    out.extend(ciphertext);
-    Ok(out)
-}
-
-/// Decrypts what [`encrypt`] produced.
-pub fn decrypt(key: &[u8; 32], stored: &[u8]) -> anyhow::Result<String> {
-    if stored.len() < 13 {
-        anyhow::bail!("stored TOTP secret is truncated");
+/// Confirms the pending enrolment with a current code: MFA is on from now.
+pub async fn verify_setup(
+    app: &AppState,
+    realm: &Realm,
+    principal: &Principal,
+    code: &str,
+) -> Result<(), ApiError> {
+    principal.require_session()?;
+    let user_id = principal.user.id;
+    let mut tx = realm.begin().await?;
+    if db::mfa_record(&mut tx, user_id, true).await?.is_some() {
+        return Err(ApiError::Conflict("MFA is already enabled".into()));
     }
-    let (nonce, ciphertext) = stored.split_at(12);
-    let cipher = Aes256Gcm::new(key.into());
-    let plain = cipher
-        .decrypt(Nonce::from_slice(nonce), ciphertext)
-        .map_err(|_| {
-            anyhow::anyhow!("decrypting the TOTP secret failed (wrong MFA_ENCRYPTION_KEY?)")
-        })?;
-    Ok(String::from_utf8(plain)?)
+    let Some((sealed_secret, sealed_codes)) = db::pending_mfa(&mut tx, user_id).await? else {
+        return Err(ApiError::BadRequest("Start with /setup".into()));
+    };
+    let secret = app.settings.mfa_keys.open(&sealed_secret)?;
+    let totp = totp::totp(
+        &secret,
+        &principal.user.username,
+        realm.policy().display_name,
+    )?;
+    let Some(step) = totp::matching_step(&totp, code) else {
+        return Err(ApiError::BadRequest(INVALID_CODE.into()));
+    };
+    db::enable_mfa(
+        &mut tx,
+        user_id,
+        &sealed_secret,
+        &sealed_codes,
+        backup_code_count(),
+    )
+    .await?;
+    db::accept_totp_step(&mut tx, user_id, step).await?;
+    users_db::set_mfa_enabled(&mut tx, user_id, true).await?;
+    audit::record(
+        &mut tx,
+        realm,
+        &principal.actor(),
+        "mfa_enabled",
+        Some(user_id),
+        json!({}),
+    )
+    .await?;
+    outbox::enqueue(&mut tx, realm, &[user_id], "user.updated").await?;
+    tx.commit().await
 }
 
-/// Ten recovery codes of 80 random bits each, formatted `xxxx-xxxx-xxxx-xxxx`.
-pub fn recovery_codes() -> Vec<String> {
-    (0..10)
-        .map(|_| {
-            let raw: String = random_secret()
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .take(16)
-                .collect::<String>()
-                .to_lowercase();
-            raw.as_bytes()
-                .chunks(4)
-                .map(|c| String::from_utf8_lossy(c).into_owned())
-                .collect::<Vec<_>>()
-                .join("-")
-        })
-        .collect()
+/// Checks a TOTP code (single use within its step) or a backup code (single use) of `user_id`,
+/// inside the caller's transaction.
+pub async fn check_second_factor(
+    app: &AppState,
+    tx: &mut impl Db,
+    realm: &Realm,
+    user_id: Uuid,
+    username: &str,
+    code: &str,
+) -> Result<bool, ApiError> {
+    let Some(record) = db::mfa_record(tx, user_id, true).await? else {
+        return Ok(false);
+    };
+    let keys = &app.settings.mfa_keys;
+    let secret = keys.open(&record.secret_encrypted)?;
+    let totp = totp::totp(&secret, username, realm.policy().display_name)?;
+    if let Some(step) = totp::matching_step(&totp, code) {
+        let fresh = db::accept_totp_step(tx, user_id, step).await?;
+        if fresh {
+            db::mfa_verified(tx, user_id).await?;
+        }
+        return Ok(fresh);
+    }
+    let Some(sealed) = record.backup_codes_encrypted.as_deref() else {
+        return Ok(false);
+    };
+    let mut digests = totp::open_backup_codes(keys, sealed)?;
+    let digest = totp::backup_code_digest(code);
+    let Some(position) = digests.iter().position(|d| *d == digest) else {
+        return Ok(false);
+    };
+    digests.remove(position);
+    let remaining = i32::try_from(digests.len()).unwrap_or(0);
+    db::set_backup_codes(
+        tx,
+        user_id,
+        &totp::seal_backup_codes(keys, &digests)?,
+        remaining,
+    )
+    .await?;
+    db::mfa_verified(tx, user_id).await?;
+    Ok(true)
 }
 
-/// The normal form of a recovery code as typed (case and dashes ignored).
-pub fn normalize_recovery_code(code: &str) -> String {
-    code.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_lowercase()
+/// Whether `password` is the caller's.
+async fn password_matches(
+    app: &AppState,
+    realm: &Realm,
+    user_id: Uuid,
+    password: &str,
+) -> Result<bool, ApiError> {
+    let stored = {
+        let mut conn = realm.conn().await?;
+        users_db::password_hash(&mut conn, user_id).await?
+    };
+    Ok(app
+        .hasher
+        .verify(password, stored.as_deref(), realm.scheme())
+        .await?
+        .ok)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// How the caller proves it may turn MFA off.
+pub enum Proof<'a> {
+    Password(&'a str),
+    Code(&'a str),
+}
 
-    #[test]
-    fn secrets_round_trip_through_encryption() {
-        let key = [7u8; 32];
-        let secret = new_secret();
-        let sealed = encrypt(&key, &secret).expect("encrypt");
-        assert!(!sealed.windows(secret.len()).any(|w| w == secret.as_bytes()));
-        assert_eq!(decrypt(&key, &sealed).expect("decrypt"), secret);
-        assert!(decrypt(&[8u8; 32], &sealed).is_err());
+/// Turns the caller's MFA off after checking the password or a current code.
+pub async fn disable(
+    app: &AppState,
+    realm: &Realm,
+    principal: &Principal,
+    proof: Proof<'_>,
+) -> Result<(), ApiError> {
+    principal.require_session()?;
+    let user_id = principal.user.id;
+    if let Proof::Password(password) = proof
+        && !password_matches(app, realm, user_id, password).await?
+    {
+        return Err(ApiError::BadRequest("Password is incorrect".into()));
     }
+    let mut tx = realm.begin().await?;
+    if db::mfa_record(&mut tx, user_id, true).await?.is_none() {
+        return Err(ApiError::Conflict("MFA is not enabled".into()));
+    }
+    if let Proof::Code(code) = proof
+        && !check_second_factor(app, &mut tx, realm, user_id, &principal.user.username, code)
+            .await?
+    {
+        return Err(ApiError::BadRequest(INVALID_CODE.into()));
+    }
+    db::delete_mfa(&mut tx, user_id).await?;
+    users_db::set_mfa_enabled(&mut tx, user_id, false).await?;
+    audit::record(
+        &mut tx,
+        realm,
+        &principal.actor(),
+        "mfa_disabled",
+        Some(user_id),
+        json!({"by": "self"}),
+    )
+    .await?;
+    outbox::enqueue(&mut tx, realm, &[user_id], "user.updated").await?;
+    tx.commit().await
+}
 
-    #[test]
-    fn current_code_matches_and_garbage_does_not() {
-        let secret = new_secret();
-        let t = totp(&secret, "alice", "SLM").expect("totp");
-        let code = t.generate_current().to_string();
-        assert!(matching_step(&t, &code).is_some());
-        assert!(matching_step(&t, "abcdef").is_none());
-        assert!(matching_step(&t, "12345").is_none());
+/// A new set of backup codes for the caller (the old set stops working).
+pub async fn regenerate_backup_codes(
+    app: &AppState,
+    realm: &Realm,
+    principal: &Principal,
+    password: &str,
+) -> Result<Vec<String>, ApiError> {
+    principal.require_session()?;
+    let user_id = principal.user.id;
+    if !password_matches(app, realm, user_id, password).await? {
+        return Err(ApiError::BadRequest("Password is incorrect".into()));
     }
+    let codes = totp::backup_codes();
+    let digests: Vec<String> = codes.iter().map(|c| totp::backup_code_digest(c)).collect();
+    let sealed = totp::seal_backup_codes(&app.settings.mfa_keys, &digests)?;
+    let mut tx = realm.begin().await?;
+    if db::mfa_record(&mut tx, user_id, true).await?.is_none() {
+        return Err(ApiError::Conflict("MFA is not enabled".into()));
+    }
+    db::set_backup_codes(&mut tx, user_id, &sealed, backup_code_count()).await?;
+    audit::record(
+        &mut tx,
+        realm,
+        &principal.actor(),
+        "mfa_backup_codes_regenerated",
+        Some(user_id),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(codes)
+}
 
-    #[test]
-    fn recovery_codes_are_distinct() {
-        let codes = recovery_codes();
-        assert_eq!(codes.len(), 10);
-        let unique: std::collections::HashSet<_> = codes.iter().collect();
-        assert_eq!(unique.len(), 10);
-        assert_eq!(normalize_recovery_code(&codes[0].to_uppercase()).len(), 16);
+/// An admin turns off the MFA of a user who lost their authenticator; the user enrols again
+/// after signing in with the password.
+pub async fn reset(realm: &Realm, operator: &Principal, user_id: Uuid) -> Result<(), ApiError> {
+    authz::require(operator, Perm::WriteUsers(realm.id()))?;
+    let mut tx = realm.begin().await?;
+    let target = users_db::fetch_for_update(&mut tx, user_id)
+        .await?
+        .ok_or(ApiError::NotFound("User not found"))?;
+    if target.has_role(ADMIN_ROLE) {
+        authz::require(operator, Perm::ManageAdmins(realm.id()))?;
     }
+    let was_on = db::delete_mfa(&mut tx, user_id).await?;
+    users_db::set_mfa_enabled(&mut tx, user_id, false).await?;
+    audit::record(
+        &mut tx,
+        realm,
+        &operator.actor(),
+        "mfa_disabled",
+        Some(user_id),
+        json!({"by": "admin", "was_enabled": was_on}),
+    )
+    .await?;
+    outbox::enqueue(&mut tx, realm, &[user_id], "user.updated").await?;
+    tx.commit().await
 }

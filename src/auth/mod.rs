@@ -1,55 +1,56 @@
-//! Authentication: password hashing, tokens, sessions, API keys, MFA, the request principal,
-//! authorization checks, and the `/…-auth` routes of both realms.
+//! Authentication: password hashing, tokens, sessions, MFA, API keys, the request principal,
+//! authorization checks, and their routes in both realms.
 
+pub mod api_key_handlers;
 pub mod api_keys;
 pub mod authz;
 pub mod client;
+pub mod db;
 pub mod dto;
-mod handlers;
+pub mod handlers;
 pub mod mfa;
+pub mod mfa_handlers;
 pub mod password;
 pub mod principal;
 pub mod service;
 pub mod token;
+pub mod totp;
 
-use axum::Router;
-use axum::routing::{delete, get, post};
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::Scoped;
 
-/// The auth routes of one realm.
-pub fn routes() -> Router<Scoped> {
+/// The sign-in routes of one realm, with its MFA and API keys under `/me`.
+pub fn router() -> OpenApiRouter<Scoped> {
     use handlers::*;
-    Router::new()
-        .route("/login", post(login))
-        .route("/refresh", post(refresh))
-        .route("/logout", post(logout))
-        .route("/me", get(get_me))
-        .route("/me/password", post(change_password))
-        .route("/me/mfa/setup", post(mfa_setup))
-        .route("/me/mfa/enable", post(mfa_enable))
-        .route("/me/mfa/disable", post(mfa_disable))
-        .route(
-            "/me/api-keys",
-            get(list_my_api_keys).post(create_my_api_key),
-        )
-        .route("/me/api-keys/{key_id}", delete(revoke_my_api_key))
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(get_me))
+        .routes(routes!(change_password))
+        .nest("/me/mfa", mfa_router())
+        .nest("/me/api-keys", api_key_router())
 }
 
-/// The OpenAPI description of [`routes`].
-#[derive(OpenApi)]
-#[openapi(paths(
-    handlers::login,
-    handlers::refresh,
-    handlers::logout,
-    handlers::get_me,
-    handlers::change_password,
-    handlers::mfa_setup,
-    handlers::mfa_enable,
-    handlers::mfa_disable,
-    handlers::list_my_api_keys,
-    handlers::create_my_api_key,
-    handlers::revoke_my_api_key
-))]
-pub struct ApiDoc;
+/// MFA of the caller, and the MFA step of a login.
+pub fn mfa_router() -> OpenApiRouter<Scoped> {
+    use mfa_handlers::*;
+    OpenApiRouter::new()
+        .routes(routes!(mfa_status))
+        .routes(routes!(mfa_setup))
+        .routes(routes!(mfa_verify_setup))
+        .routes(routes!(mfa_disable))
+        .routes(routes!(mfa_backup_codes))
+        .routes(routes!(verify_login))
+}
+
+/// The caller's API keys.
+pub fn api_key_router() -> OpenApiRouter<Scoped> {
+    use api_key_handlers::*;
+    OpenApiRouter::new()
+        .routes(routes!(list_api_keys, create_api_key))
+        .routes(routes!(list_api_key_scopes))
+        .routes(routes!(get_api_key, update_api_key, revoke_api_key))
+}

@@ -1,50 +1,50 @@
-//! Password hashing: Argon2id (m=19456 KiB, t=2, p=1) on a small pool of dedicated worker
-//! threads fed through a bounded queue, so that a login flood never starves other requests.
+//! Password hashing with the argon2 and bcrypt crates' own hash and verify, on a fixed set of
+//! lower-priority worker threads fed through a bounded queue.
 //!
-//! - The workers run at the lowest priority of the normal class (`SCHED_BATCH`, nice 19): a
-//!   login flood uses the CPU that nothing else wants. Not `SCHED_IDLE`: Linux counts a core
-//!   running only idle-class threads as free and wakes request threads there.
-//! - Priority alone is not enough where the kernel does not preempt a running thread when
-//!   another wakes on its core (measured on the benchmark machine: the woken request waits for
-//!   the next 4 ms tick, whatever the priorities). So while requests other than logins are
-//!   being served (in the last [`RESERVE_WINDOW`]):
-//!   - with two workers or more, the last one takes no job, and a core stays free for them;
-//!   - the others hash in time slices: a per-thread timer interrupts the hash every 250 µs
-//!     and the worker yields the CPU to whatever waits for it (module `slices`).
-//!
-//!   A login flood alone still uses every core, without slices.
-//! - Each worker owns one 19 MiB Argon2 work area, allocated on its first hash and reused: the
-//!   memory held by hashing is fixed (`PASSWORD_HASH_CONCURRENCY` × 19 MiB), and no hash pays
-//!   for allocating and zeroing 19 MiB again.
-//! - When the queue is full the caller gets 503 with `Retry-After` instead of waiting without
-//!   limit.
+//! Hashes are deliberately slow (tens to hundreds of milliseconds of one core), so they never
+//! run on the async runtime. When every worker is busy and the queue is full, the caller gets
+//! 503 with `Retry-After` at once instead of waiting without limit. A worker whose job panics is
+//! logged and replaced by a new thread, so the pool keeps its size.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use argon2::password_hash::phc::{Output, PasswordHash};
-use argon2::{Algorithm, Argon2, Block, Params, PasswordVerifier as _, Version};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 
-/// The memory cost in KiB, which is also the number of 1 KiB blocks of a work area.
-const MEMORY_KIB: u32 = 19_456;
-/// The PHC prefix of a hash made with exactly our parameters.
-const CURRENT_PREFIX: &str = "$argon2id$v=19$m=19456,t=2,p=1$";
-const SALT_LEN: usize = 16;
-/// How long after another request the last worker keeps a core free.
-pub const RESERVE_WINDOW: Duration = Duration::from_millis(50);
-const OUTPUT_LEN: usize = 32;
+/// How a realm stores new passwords (docs/api.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Argon2id, m=19456 KiB, t=2, p=1 (OWASP's recommendation).
+    Argon2id,
+    /// bcrypt `$2b$` at this cost, what the AutoBot backend's `bcrypt.checkpw` verifies.
+    Bcrypt { cost: u32 },
+}
+
+/// Argon2id memory cost (KiB), iterations and lanes of new hashes.
+const ARGON2_M: u32 = 19_456;
+const ARGON2_T: u32 = 2;
+const ARGON2_P: u32 = 1;
+
+/// Hashes of a password nobody knows, checked when the account does not exist so that an
+/// unknown username costs the same time as a wrong password. They are constants: computing
+/// them at start would delay start-up by a hash.
+const DUMMY_ARGON2ID: &str = "$argon2id$v=19$m=19456,t=2,p=1$9EfAnX468y8ik1P8BG7Vrw$KmpWN1yXCsHc4B5gDTin9NEXuPlUfx47xc9zXT2zBr0";
+/// The salt and checksum of a bcrypt dummy. A bcrypt check costs what the hash's own cost
+/// field says, so the dummy carries the realm's cost in front of these (`$2b$<cost>$…`): a
+/// dummy at another cost than real hashes would tell unknown usernames apart by time.
+const DUMMY_BCRYPT_SALT_AND_HASH: &str = "nvZyirAJoYpCjmFgWWfIJuAaorWzbsEU4AAVeRP0d0refRvixGwjC";
 
 /// The outcome of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
     pub ok: bool,
-    /// The stored hash is bcrypt or has other parameters: store a fresh Argon2id hash.
+    /// The stored hash uses another scheme or other parameters than the realm's: store a
+    /// fresh hash now that the password is known.
     pub needs_rehash: bool,
 }
 
@@ -54,593 +54,419 @@ const REJECTED: Verified = Verified {
 };
 
 fn argon2() -> Argon2<'static> {
-    // OWASP's recommended Argon2id parameters; API.md §6 fixes them for the AutoBot backend.
     #[expect(
         clippy::unwrap_used,
         reason = "constant parameters that are known to be valid"
     )]
-    let params = Params::new(MEMORY_KIB, 2, 1, Some(OUTPUT_LEN)).unwrap();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    let params = Params::new(ARGON2_M, ARGON2_T, ARGON2_P, None).unwrap();
+    Argon2::new(Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
-/// A reusable Argon2 work area (19 MiB).
-pub struct WorkArea(Vec<Block>);
-
-impl WorkArea {
-    pub fn new() -> Self {
-        Self(vec![Block::default(); MEMORY_KIB as usize])
+impl Scheme {
+    /// Hashes `password` for storage (blocking: call it on the pool).
+    pub fn hash(self, password: &str) -> anyhow::Result<String> {
+        match self {
+            Self::Argon2id => argon2()
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| anyhow::anyhow!("argon2 hash failed: {e}")),
+            Self::Bcrypt { cost } => {
+                bcrypt::hash(password, cost).map_err(|e| anyhow::anyhow!("bcrypt hash failed: {e}"))
+            }
+        }
     }
 
-    /// Hashes `password` into an Argon2id PHC string with a fresh random salt.
-    pub fn hash(&mut self, password: &str) -> anyhow::Result<String> {
-        let salt: [u8; SALT_LEN] = rand::random();
-        let mut out = [0u8; OUTPUT_LEN];
-        argon2()
-            .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut self.0)
-            .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
-        Ok(format!(
-            "{CURRENT_PREFIX}{}${}",
-            STANDARD_NO_PAD.encode(salt),
-            STANDARD_NO_PAD.encode(out)
-        ))
+    /// The longest password this scheme hashes whole, in bytes: bcrypt reads 72.
+    pub fn max_password_bytes(self) -> Option<usize> {
+        match self {
+            Self::Argon2id => None,
+            Self::Bcrypt { .. } => Some(72),
+        }
     }
 
-    /// Verifies `password` against an Argon2 PHC string or a bcrypt hash.
-    pub fn verify(&mut self, password: &str, stored: &str) -> Verified {
-        if ["$2a$", "$2b$", "$2y$"]
+    /// The hash checked when there is no account, costing what a real check costs.
+    fn dummy(self) -> String {
+        match self {
+            Self::Argon2id => DUMMY_ARGON2ID.to_owned(),
+            Self::Bcrypt { cost } => format!("$2b${cost:02}${DUMMY_BCRYPT_SALT_AND_HASH}"),
+        }
+    }
+
+    /// Whether a hash that verified was made exactly as this scheme makes new ones.
+    fn is_current(self, stored: &str) -> bool {
+        match self {
+            Self::Argon2id => stored.starts_with(&format!(
+                "$argon2id$v=19$m={ARGON2_M},t={ARGON2_T},p={ARGON2_P}$"
+            )),
+            Self::Bcrypt { cost } => stored.starts_with(&format!("$2b${cost:02}$")),
+        }
+    }
+
+    /// Checks `password` against a stored Argon2 (any variant and parameters) or bcrypt
+    /// (`$2a$`, `$2b$`, `$2y$`) hash (blocking: call it on the pool). An unreadable hash is a
+    /// mismatch, never an error: the caller answers as for a wrong password.
+    pub fn verify(self, password: &str, stored: &str) -> Verified {
+        let ok = if stored.starts_with("$argon2") {
+            PasswordHash::new(stored).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        } else if ["$2a$", "$2b$", "$2y$"]
             .iter()
             .any(|p| stored.starts_with(p))
         {
-            let ok = bcrypt::verify(password, stored).unwrap_or(false);
-            return Verified {
-                ok,
-                needs_rehash: ok,
-            };
-        }
-        let Ok(parsed) = PasswordHash::new(stored) else {
-            return REJECTED;
+            bcrypt::verify(password, stored).unwrap_or(false)
+        } else {
+            false
         };
-        if !stored.starts_with(CURRENT_PREFIX) {
-            // Other Argon2 parameters (an import): the library allocates their memory itself.
-            let ok = argon2()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok();
-            return Verified {
-                ok,
-                needs_rehash: ok,
-            };
-        }
-        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        if !ok {
             return REJECTED;
-        };
-        let mut out = [0u8; OUTPUT_LEN];
-        let computed = argon2()
-            .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut self.0)
-            .ok()
-            .and_then(|()| Output::new(&out).ok());
+        }
         Verified {
-            // `Output`'s equality is constant-time.
-            ok: computed.is_some_and(|c| c == *expected),
-            needs_rehash: false,
+            ok,
+            needs_rehash: !self.is_current(stored),
         }
     }
 }
 
-impl Default for WorkArea {
-    fn default() -> Self {
-        Self::new()
-    }
+type Job = Box<dyn FnOnce() + Send>;
+
+struct Pool {
+    jobs: Receiver<Job>,
+    /// Live worker threads (a panicking one is replaced before it exits).
+    workers: AtomicUsize,
+    next_name: AtomicUsize,
 }
 
-/// Hashes synchronously (CLI and tests; the server uses [`PasswordHasher::hash`]).
-pub fn hash_blocking(password: &str) -> anyhow::Result<String> {
-    WorkArea::new().hash(password)
-}
-
-/// Verifies synchronously (tests and benchmarks; the server uses [`PasswordHasher::verify`]).
-pub fn verify_blocking(password: &str, stored: &str) -> Verified {
-    WorkArea::new().verify(password, stored)
-}
-
-type Job = Box<dyn FnOnce(&mut WorkArea) + Send>;
-
-/// When a request other than a login was last seen, for the worker that stands aside.
-struct Activity {
-    window: Duration,
-    epoch: Instant,
-    /// Milliseconds since `epoch`, plus one (0: never).
-    last_request_ms: AtomicU64,
-}
-
-impl Activity {
-    fn note(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64 + 1;
-        self.last_request_ms.store(now, Ordering::Relaxed);
-    }
-
-    fn recent(&self) -> bool {
-        let last = self.last_request_ms.load(Ordering::Relaxed);
-        let now = self.epoch.elapsed().as_millis() as u64 + 1;
-        last != 0 && now.saturating_sub(last) < self.window.as_millis() as u64
-    }
-}
-
-struct Inner {
-    jobs: mpsc::Sender<Job>,
-    /// Jobs queued or running.
-    in_flight: Arc<AtomicUsize>,
-    limit: usize,
-    /// A real hash of a random password, verified when the user does not exist so that an
-    /// unknown username costs the same time as a wrong password.
-    dummy_hash: String,
-    activity: Arc<Activity>,
-}
-
-/// The shared password hasher; cheap to clone. Its workers stop when the last clone is dropped.
+/// The hashing pool; cheap to clone.
 #[derive(Clone)]
-pub struct PasswordHasher(Arc<Inner>);
+pub struct PasswordHasher {
+    submit: Sender<Job>,
+    pool: Arc<Pool>,
+}
 
-/// Lowers the calling thread to `SCHED_BATCH` at nice 19 (or, failing that, to nice 19).
+/// The niceness of hashing threads. Above the request threads' 0, so that during a login flood
+/// the server keeps answering its other requests; but not the lowest (19), which lets any
+/// CPU-bound neighbour on the host starve logins. Measured with two busy loops at nice 0 on a
+/// 2-core host: a 40 ms Argon2id login took 2.5 s at nice 19, 0.35 s at 10, 0.07 s at 0.
+const HASH_THREAD_NICE: i32 = 10;
+
+/// Gives the calling thread [`HASH_THREAD_NICE`] (on Linux, `setpriority` on the calling
+/// thread sets that thread alone). A process already nicer than that stays as it is.
 fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::unix::{
-            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
-            thread_native_id,
-        };
-        let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
-        if set_thread_priority_and_policy(
-            thread_native_id(),
-            thread_priority::ThreadPriority::Min,
-            batch,
-        )
-        .is_ok()
-        {
+    let current = rustix::process::getpriority_process(None).unwrap_or(0);
+    if current >= HASH_THREAD_NICE {
+        return;
+    }
+    if let Err(e) = rustix::process::setpriority_process(None, HASH_THREAD_NICE) {
+        tracing::warn!(error = %e, "could not lower the priority of a password hashing thread");
+    }
+}
+
+fn spawn_worker(pool: Arc<Pool>) -> std::io::Result<()> {
+    let n = pool.next_name.fetch_add(1, Ordering::Relaxed);
+    pool.workers.fetch_add(1, Ordering::SeqCst);
+    let worker_pool = pool.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("password-hash-{n}"))
+        .spawn(move || work(worker_pool));
+    if spawned.is_err() {
+        pool.workers.fetch_sub(1, Ordering::SeqCst);
+    }
+    spawned.map(|_| ())
+}
+
+fn work(pool: Arc<Pool>) {
+    lower_priority();
+    // The loop ends when every sender is gone (the hasher was dropped).
+    while let Ok(job) = pool.jobs.recv() {
+        if catch_unwind(AssertUnwindSafe(job)).is_err() {
+            // The job's caller sees its answer channel closed and reports a 500. This thread
+            // may hold state the panic left inconsistent, so a fresh one takes its place.
+            tracing::error!("a password hashing job panicked; replacing its worker thread");
+            pool.workers.fetch_sub(1, Ordering::SeqCst);
+            if let Err(err) = spawn_worker(pool.clone()) {
+                tracing::error!(error = %err, "could not replace a password hashing thread");
+            }
             return;
         }
     }
-    if let Err(e) =
-        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
-    {
-        tracing::warn!(error = ?e, "could not lower the priority of a password hashing thread");
-    }
-}
-
-/// Short time slices for a hashing thread: while armed, a timer interrupts the thread every
-/// [`slices::SLICE`] and it yields the CPU to any thread waiting for it.
-///
-/// A hash runs for 10–20 ms without a system call. Where the kernel does not preempt it when a
-/// request thread wakes on its core (measured on the benchmark machine: the request then waits
-/// for the next 4 ms tick, whatever the priorities), these yields bound that wait to a slice.
-#[cfg(target_os = "linux")]
-mod slices {
-    // The one place with unsafe code: installing a signal handler.
-    #![allow(unsafe_code)]
-
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Duration;
-
-    use nix::sys::signal::{SaFlags, SigAction, SigEvent, SigHandler, SigSet, SigevNotify, Signal};
-    use nix::sys::time::TimeSpec;
-    use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
-    use nix::time::ClockId;
-
-    pub const SLICE: Duration = Duration::from_micros(250);
-    /// Unused otherwise in this process (it reports out-of-band socket data only to a process
-    /// that asked for it with `F_SETOWN`).
-    const SIGNAL: Signal = Signal::SIGURG;
-
-    /// Slices ended so far (tests read it; an atomic add is async-signal-safe).
-    pub static ENDED: AtomicU64 = AtomicU64::new(0);
-
-    extern "C" fn end_of_slice(_: std::ffi::c_int) {
-        ENDED.fetch_add(1, Ordering::Relaxed);
-        // sched_yield(2) is async-signal-safe.
-        std::thread::yield_now();
-    }
-
-    fn install_handler() -> bool {
-        static INSTALLED: OnceLock<bool> = OnceLock::new();
-        *INSTALLED.get_or_init(|| {
-            let action = SigAction::new(
-                SigHandler::Handler(end_of_slice),
-                SaFlags::SA_RESTART,
-                SigSet::empty(),
-            );
-            // SAFETY: the handler only calls sched_yield, which is async-signal-safe, and
-            // SIGURG has no other handler in this process.
-            unsafe { nix::sys::signal::sigaction(SIGNAL, &action) }.is_ok()
-        })
-    }
-
-    /// The calling thread's slice timer.
-    pub struct Slices(Timer);
-
-    impl Slices {
-        /// A timer for the calling thread, or `None` where timers or the handler are refused.
-        pub fn for_this_thread() -> Option<Self> {
-            if !install_handler() {
-                return None;
-            }
-            let event = SigEvent::new(SigevNotify::SigevThreadId {
-                signal: SIGNAL,
-                thread_id: nix::unistd::gettid().as_raw(),
-                si_value: 0,
-            });
-            Timer::new(ClockId::CLOCK_MONOTONIC, event).ok().map(Self)
-        }
-
-        pub fn start(&mut self) {
-            let _ = self.0.set(
-                Expiration::Interval(TimeSpec::from_duration(SLICE)),
-                TimerSetTimeFlags::empty(),
-            );
-        }
-
-        #[cfg(test)]
-        pub fn armed(&self) -> bool {
-            self.0.get().ok().flatten().is_some()
-        }
-
-        pub fn stop(&mut self) {
-            // A zero expiration disarms the timer.
-            let _ = self.0.set(
-                Expiration::OneShot(TimeSpec::new(0, 0)),
-                TimerSetTimeFlags::empty(),
-            );
-        }
-    }
-}
-
-/// Runs jobs until the hasher is dropped. While other requests are being served (`activity`),
-/// a worker that must `stand_aside` takes no job, and the others hash in short time slices.
-fn worker(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, activity: Arc<Activity>, stand_aside: bool) {
-    const RECHECK: Duration = Duration::from_millis(5);
-    lower_priority();
-    #[cfg(target_os = "linux")]
-    let mut slices = slices::Slices::for_this_thread();
-    #[cfg(target_os = "linux")]
-    if slices.is_none() {
-        tracing::warn!("password hashing runs without time slices (no per-thread timer)");
-    }
-    let mut area: Option<WorkArea> = None;
-    loop {
-        if stand_aside && activity.recent() {
-            std::thread::sleep(RECHECK);
-            continue;
-        }
-        // The lock is held only while waiting for a job, never while hashing. The worker that
-        // stands aside looks again once it holds the lock (it may have waited long for it),
-        // and waits for a job in short turns, so that it notices new activity while idle.
-        let job = match jobs.lock() {
-            Err(_) => return,
-            Ok(receiver) if !stand_aside => receiver.recv().map_err(|_| true),
-            Ok(_) if activity.recent() => Err(false),
-            Ok(receiver) => receiver
-                .recv_timeout(RECHECK)
-                .map_err(|e| matches!(e, mpsc::RecvTimeoutError::Disconnected)),
-        };
-        let job = match job {
-            Ok(job) => job,
-            Err(true) => return, // the hasher was dropped
-            Err(false) => continue,
-        };
-        // Slices cost a signal every 250 µs: only worth it when other requests may wait.
-        #[cfg(target_os = "linux")]
-        let sliced = match slices.as_mut() {
-            Some(slices) if activity.recent() => {
-                slices.start();
-                Some(slices)
-            }
-            _ => None,
-        };
-        job(area.get_or_insert_with(WorkArea::new));
-        #[cfg(target_os = "linux")]
-        if let Some(slices) = sliced {
-            slices.stop();
-        }
-    }
+    pool.workers.fetch_sub(1, Ordering::SeqCst);
 }
 
 impl PasswordHasher {
-    /// A hasher running at most `concurrency` hashes at once, with at most `queue` more waiting.
+    /// Starts `concurrency` workers; at most `queue` jobs wait for one.
     pub fn new(concurrency: usize, queue: usize) -> anyhow::Result<Self> {
-        Self::with_reserve_window(concurrency, queue, RESERVE_WINDOW)
-    }
-
-    fn with_reserve_window(
-        concurrency: usize,
-        queue: usize,
-        window: Duration,
-    ) -> anyhow::Result<Self> {
-        let concurrency = concurrency.max(1);
-        let random: [u8; 24] = rand::random();
-        let dummy_hash = hash_blocking(&STANDARD_NO_PAD.encode(random))?;
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
-        let activity = Arc::new(Activity {
-            window,
-            epoch: Instant::now(),
-            last_request_ms: AtomicU64::new(0),
+        let (submit, jobs) = crossbeam_channel::bounded(queue);
+        let pool = Arc::new(Pool {
+            jobs,
+            workers: AtomicUsize::new(0),
+            next_name: AtomicUsize::new(0),
         });
-        for i in 0..concurrency {
-            let receiver = receiver.clone();
-            let (activity, stand_aside) =
-                (activity.clone(), concurrency > 1 && i == concurrency - 1);
-            std::thread::Builder::new()
-                .name(format!("password-hash-{i}"))
-                .spawn(move || worker(receiver, activity, stand_aside))?;
+        for _ in 0..concurrency.max(1) {
+            spawn_worker(pool.clone())?;
         }
-        Ok(Self(Arc::new(Inner {
-            jobs: sender,
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            limit: concurrency + queue,
-            dummy_hash,
-            activity,
-        })))
+        Ok(Self { submit, pool })
     }
 
-    /// Records that a request other than a login is being served: for [`RESERVE_WINDOW`], the
-    /// last worker leaves its core to such requests and the others hash in time slices.
-    pub fn note_other_request(&self) {
-        self.0.activity.note();
+    /// The number of live worker threads.
+    pub fn workers(&self) -> usize {
+        self.pool.workers.load(Ordering::SeqCst)
     }
 
-    async fn run<T: Send + 'static>(
+    /// Runs `f` on a worker; 503 with `Retry-After` when the queue is full.
+    pub async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut WorkArea) -> T + Send + 'static,
+        f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let inner = &self.0;
-        if inner.in_flight.fetch_add(1, Ordering::SeqCst) >= inner.limit {
-            inner.in_flight.fetch_sub(1, Ordering::SeqCst);
-            metrics::counter!("password_hash_rejected_total").increment(1);
-            return Err(ApiError::Unavailable {
-                detail: "Server busy, retry shortly",
-                retry_after_secs: Some(1),
-            });
-        }
-        // The slot is given back when the job ends, even if the request was abandoned.
-        let slot = InFlight(inner.in_flight.clone());
-        let (done, result) = oneshot::channel();
-        let span = tracing::Span::current();
-        let job: Job = Box::new(move |area| {
-            let _slot = slot;
-            let _ = done.send(span.in_scope(|| work(area)));
+        let (done, answer) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The caller may have gone away (client disconnected); nothing to tell it then.
+            let _ = done.send(f());
         });
-        inner
-            .jobs
-            .send(job)
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("password hashing workers stopped")))?;
-        result
+        match self.submit.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!("password_hash_rejected_total").increment(1);
+                return Err(ApiError::Unavailable {
+                    detail: "Server busy, retry shortly",
+                    retry_after_secs: Some(1),
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "password hashing pool is gone"
+                )));
+            }
+        }
+        answer
             .await
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("password hashing job was lost")))
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("password hashing job panicked")))
     }
 
-    /// Hashes a password into an Argon2id PHC string.
-    pub async fn hash(&self, password: &str) -> Result<String, ApiError> {
+    /// Hashes `password` for storage with `scheme`.
+    pub async fn hash(&self, password: &str, scheme: Scheme) -> Result<String, ApiError> {
         let password = password.to_owned();
-        self.run(move |area| area.hash(&password))
+        self.run(move || scheme.hash(&password))
             .await?
             .map_err(ApiError::Internal)
     }
 
-    /// Verifies `password` against `stored`, or against a dummy hash when there is no user.
-    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verified, ApiError> {
+    /// Checks `password` against `stored`, or against a dummy hash of `scheme` when there is no
+    /// account, so that both take the same time.
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+        scheme: Scheme,
+    ) -> Result<Verified, ApiError> {
         let password = password.to_owned();
-        let (hash, real) = match stored {
-            Some(h) => (h.to_owned(), true),
-            None => (self.0.dummy_hash.clone(), false),
+        let (stored, known) = match stored {
+            Some(s) => (s.to_owned(), true),
+            None => (scheme.dummy(), false),
         };
-        let verified = self.run(move |area| area.verify(&password, &hash)).await?;
-        Ok(if real { verified } else { REJECTED })
-    }
-}
-
-/// One queued or running job, counted until it is dropped.
-struct InFlight(Arc<AtomicUsize>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let verified = self.run(move || scheme.verify(&password, &stored)).await?;
+        Ok(if known { verified } else { REJECTED })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    const BCRYPT_LOW: Scheme = Scheme::Bcrypt { cost: 4 };
 
     #[test]
-    fn argon2id_phc_with_fixed_parameters() {
-        let hash = hash_blocking("correct horse").expect("hash");
+    fn argon2id_hashes_carry_the_fixed_parameters_and_verify() {
+        let hash = Scheme::Argon2id.hash("correct horse").expect("hash");
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
+        let ok = Scheme::Argon2id.verify("correct horse", &hash);
         assert_eq!(
-            verify_blocking("correct horse", &hash),
+            ok,
             Verified {
                 ok: true,
                 needs_rehash: false
             }
         );
-        assert!(!verify_blocking("wrong horse", &hash).ok);
-        assert!(!verify_blocking("x", "not a hash").ok);
+        assert!(!Scheme::Argon2id.verify("wrong horse", &hash).ok);
     }
 
     #[test]
-    fn bcrypt_hashes_verify_and_ask_for_an_upgrade() {
-        let hash = bcrypt::hash("legacy-pass", 4).expect("bcrypt");
+    fn bcrypt_hashes_are_2b_at_the_configured_cost() {
+        let hash = BCRYPT_LOW.hash("correct horse").expect("hash");
+        assert!(hash.starts_with("$2b$04$"), "{hash}");
         assert_eq!(
-            verify_blocking("legacy-pass", &hash),
+            BCRYPT_LOW.verify("correct horse", &hash),
+            Verified {
+                ok: true,
+                needs_rehash: false
+            }
+        );
+        assert!(!BCRYPT_LOW.verify("wrong horse", &hash).ok);
+    }
+
+    #[test]
+    fn any_known_hash_verifies_and_asks_to_be_rehashed_to_the_realms_scheme() {
+        let bcrypt_hash = BCRYPT_LOW.hash("pw-one-two").expect("bcrypt");
+        let argon_hash = Scheme::Argon2id.hash("pw-one-two").expect("argon2");
+        let moved = Scheme::Argon2id.verify("pw-one-two", &bcrypt_hash);
+        assert_eq!(
+            moved,
             Verified {
                 ok: true,
                 needs_rehash: true
             }
         );
-        assert!(!verify_blocking("other", &hash).ok);
-    }
-
-    #[test]
-    fn a_reused_work_area_agrees_with_the_argon2_library() {
-        let mut area = WorkArea::new();
-        let ours = area.hash("correct horse").expect("hash");
-        // What the AutoBot backend does with a stored hash: a plain library verification.
-        let parsed = PasswordHash::new(&ours).expect("PHC string");
-        assert!(argon2().verify_password(b"correct horse", &parsed).is_ok());
-        assert!(argon2().verify_password(b"wrong horse", &parsed).is_err());
-        // A hash made by the library verifies in a work area that was used before.
-        let theirs = argon2::PasswordHasher::hash_password(&argon2(), b"battery staple")
-            .expect("library hash")
-            .to_string();
-        for _ in 0..2 {
-            assert!(!area.verify("wrong", &theirs).ok);
-            assert_eq!(
-                area.verify("battery staple", &theirs),
-                Verified {
-                    ok: true,
-                    needs_rehash: false
-                }
-            );
-        }
-    }
-
-    #[test]
-    fn other_argon2_parameters_verify_and_ask_for_an_upgrade() {
+        let moved = BCRYPT_LOW.verify("pw-one-two", &argon_hash);
+        assert_eq!(
+            moved,
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
+        // Another bcrypt cost, and the $2y$ spelling of PHP's bcrypt, also verify.
+        let other_cost = bcrypt::hash("pw-one-two", 5).expect("cost 5");
+        assert!(BCRYPT_LOW.verify("pw-one-two", &other_cost).needs_rehash);
+        let php = other_cost.replacen("$2b$", "$2y$", 1);
+        assert!(BCRYPT_LOW.verify("pw-one-two", &php).ok);
+        // Other Argon2 parameters verify and are upgraded.
         let weak = Argon2::new(
             Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(4096, 1, 1, None).expect("params"),
-        );
-        let hash = argon2::PasswordHasher::hash_password(&weak, b"imported")
-            .expect("hash")
-            .to_string();
+            argon2::Version::V0x13,
+            Params::new(8192, 1, 1, None).expect("params"),
+        )
+        .hash_password(b"pw-one-two")
+        .expect("weak")
+        .to_string();
         assert_eq!(
-            verify_blocking("imported", &hash),
+            Scheme::Argon2id.verify("pw-one-two", &weak),
             Verified {
                 ok: true,
                 needs_rehash: true
             }
         );
-        assert!(!verify_blocking("other", &hash).ok);
     }
 
-    /// The scheduling policy and nice value of each thread of this process named `prefix…`.
-    #[cfg(target_os = "linux")]
-    fn thread_priorities(prefix: &str) -> Vec<(String, String)> {
-        let mut found = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task")
-            .expect("tasks")
-            .flatten()
-        {
-            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if !name.starts_with(prefix) {
-                continue;
-            }
-            let sched = std::fs::read_to_string(task.path().join("sched")).unwrap_or_default();
-            let policy = sched
-                .lines()
-                .find(|l| l.starts_with("policy"))
-                .and_then(|l| l.split(':').nth(1))
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            // The fields after the command name, which ends with ')': nice is the 17th.
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            let nice = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(16))
-                .unwrap_or("")
-                .to_owned();
-            found.push((policy, nice));
-        }
-        found
-    }
-
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn hashing_threads_run_at_the_lowest_normal_priority() {
-        let hasher = PasswordHasher::new(2, 4).expect("hasher");
-        let hash = hasher.hash("correct horse").await.expect("hash");
-        assert!(
-            hasher
-                .verify("correct horse", Some(&hash))
-                .await
-                .expect("verify")
-                .ok
-        );
-        let found = thread_priorities("password-hash");
-        assert!(found.len() >= 2, "{found:?}");
-        // Policy 3 is SCHED_BATCH.
-        assert!(
-            found
-                .iter()
-                .all(|(policy, nice)| policy == "3" && nice == "19"),
-            "{found:?}"
-        );
-    }
-
-    /// The most jobs that ran at once out of `jobs` submitted together, each taking 100 ms.
-    async fn most_at_once(hasher: &PasswordHasher, jobs: usize) -> usize {
-        let running = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let mut all = Vec::new();
-        for _ in 0..jobs {
-            let (running, most) = (running.clone(), most.clone());
-            all.push(hasher.run(move |_| {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(now, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(100));
-                running.fetch_sub(1, Ordering::SeqCst);
-            }));
-        }
-        for done in futures_util::future::join_all(all).await {
-            done.expect("job");
-        }
-        most.load(Ordering::SeqCst)
-    }
-
-    #[cfg(target_os = "linux")]
     #[test]
-    fn an_armed_slice_timer_interrupts_the_thread_until_stopped() {
-        fn busy(duration: Duration) {
-            let until = Instant::now() + duration;
-            while Instant::now() < until {
-                std::hint::spin_loop();
+    fn garbage_never_verifies() {
+        for stored in ["", "plain", "$argon2id$broken", "$2b$12$short", "$1$md5$"] {
+            assert!(!Scheme::Argon2id.verify("x", stored).ok, "{stored}");
+        }
+    }
+
+    #[test]
+    fn the_dummy_hashes_are_well_formed_for_their_scheme() {
+        // A malformed dummy would be rejected instantly and make unknown users fast to spot.
+        assert!(PasswordHash::new(DUMMY_ARGON2ID).is_ok());
+        // Each dummy is made exactly as the realm makes new hashes, at its cost.
+        for scheme in [
+            Scheme::Argon2id,
+            Scheme::Bcrypt { cost: 4 },
+            Scheme::Bcrypt { cost: 12 },
+            Scheme::Bcrypt { cost: 31 },
+        ] {
+            let dummy = scheme.dummy();
+            assert!(scheme.is_current(&dummy), "{scheme:?}: {dummy}");
+            if let Scheme::Bcrypt { cost } = scheme {
+                let parts: bcrypt::HashParts = dummy.parse().expect("a bcrypt hash");
+                assert_eq!(parts.get_cost(), cost);
             }
         }
-        let mut slices = slices::Slices::for_this_thread().expect("a per-thread timer");
-        let before = slices::ENDED.load(Ordering::SeqCst);
-        slices.start();
-        assert!(slices.armed());
-        busy(Duration::from_millis(100));
-        slices.stop();
-        let during = slices::ENDED.load(Ordering::SeqCst) - before;
-        // 400 slices of 250 µs; a loaded machine may run this thread for far less of the time.
-        assert!(during >= 5, "{during} slices ended in 100 ms");
-        assert!(!slices.armed(), "stopped between jobs");
     }
 
     #[tokio::test]
-    async fn one_worker_stands_aside_while_other_requests_are_served() {
-        // A long window, so that the test does not depend on how fast threads get scheduled.
-        let window = Duration::from_secs(1);
-        let hasher = PasswordHasher::with_reserve_window(2, 8, window).expect("hasher");
-        assert_eq!(
-            most_at_once(&hasher, 4).await,
-            2,
-            "alone, logins use every worker"
-        );
+    async fn unknown_accounts_are_checked_against_the_dummy_and_rejected() {
+        let hasher = PasswordHasher::new(1, 4).expect("hasher");
+        let verified = hasher
+            .verify("anything", None, BCRYPT_LOW)
+            .await
+            .expect("verify");
+        assert_eq!(verified, REJECTED);
+    }
 
-        hasher.note_other_request();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(most_at_once(&hasher, 4).await, 1, "a core is kept free");
-
-        tokio::time::sleep(window).await;
-        assert_eq!(
-            most_at_once(&hasher, 4).await,
-            2,
-            "and given back afterwards"
+    #[tokio::test]
+    async fn a_full_queue_answers_503_with_retry_after() {
+        let hasher = PasswordHasher::new(1, 1).expect("hasher");
+        let (started, is_running) = std::sync::mpsc::channel::<()>();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        // One job runs and blocks until released...
+        let running = tokio::spawn({
+            let h = hasher.clone();
+            async move {
+                h.run(move || {
+                    let _ = started.send(());
+                    let _ = hold.recv_timeout(Duration::from_secs(30));
+                })
+                .await
+            }
+        });
+        tokio::task::spawn_blocking(move || is_running.recv_timeout(Duration::from_secs(30)))
+            .await
+            .expect("join")
+            .expect("the first job started");
+        // ...one waits in the queue (submitted on its first poll)...
+        let mut queued = std::pin::pin!(hasher.run(|| ()));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            queued.as_mut().poll(&mut cx).is_pending(),
+            "queued behind the first"
         );
+        // ...and the third finds no room.
+        match hasher.run(|| ()).await {
+            Err(ApiError::Unavailable {
+                retry_after_secs: Some(1),
+                ..
+            }) => {}
+            other => panic!("expected 503, got {other:?}"),
+        }
+        release.send(()).expect("release");
+        running.await.expect("join").expect("job ran");
+        queued.await.expect("the queued job ran");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_reported_and_its_worker_replaced() {
+        let hasher = PasswordHasher::new(2, 8).expect("hasher");
+        assert_eq!(hasher.workers(), 2);
+        let failed = hasher.run(|| panic!("boom")).await;
+        assert!(matches!(failed, Err(ApiError::Internal(_))), "{failed:?}");
+        // The replacement starts asynchronously; then the pool has its size again and works.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while hasher.workers() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(hasher.workers(), 2);
+        let both: Vec<_> =
+            futures_util::future::join_all((0..4).map(|i| hasher.run(move || i * 2))).await;
+        assert_eq!(
+            both.into_iter()
+                .map(|r| r.expect("job"))
+                .collect::<Vec<_>>(),
+            vec![0, 2, 4, 6]
+        );
+    }
+
+    /// Workers run at [`HASH_THREAD_NICE`] (or nicer, when the tests themselves run nicer),
+    /// and so does a worker that replaced one lost to a panic.
+    #[tokio::test]
+    async fn workers_run_below_request_threads_but_not_at_the_lowest_priority() {
+        let ours = rustix::process::getpriority_process(None).expect("own nice");
+        let expected = ours.max(HASH_THREAD_NICE);
+        let hasher = PasswordHasher::new(1, 8).expect("hasher");
+        let nice = || rustix::process::getpriority_process(None).expect("nice");
+        assert_eq!(hasher.run(nice).await.expect("job"), expected);
+        assert!(hasher.run(|| panic!("boom")).await.is_err());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while hasher.workers() < 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(hasher.run(nice).await.expect("job"), expected);
+        assert_eq!(nice(), ours, "the caller's own thread keeps its priority");
     }
 }

@@ -1,31 +1,40 @@
-//! Login, refresh, logout, password change and MFA, written once for both realms.
+//! Login (with the MFA challenge), refresh, logout and password change, written once for both
+//! realms.
+//!
+//! Hashes are checked and computed before any transaction opens, so that no row lock waits on
+//! one.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::json;
-use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::audit::db::audit_insert;
 use crate::audit::{self, Actor};
 use crate::auth::client::ClientInfo;
-use crate::auth::dto::{MfaSetupResponse, TokenResponse};
+use crate::auth::db::{self, LoginCandidate, NewSession};
+use crate::auth::dto::{LoginResponse, MfaChallenge, TokenResponse};
 use crate::auth::mfa;
 use crate::auth::principal::Principal;
-use crate::auth::token::{random_secret, sha256};
+use crate::auth::token::Subject;
+use crate::crypto::{random_secret, sha256};
+use crate::database::Db;
 use crate::domain::Password;
 use crate::error::{ApiError, FieldError};
 use crate::outbox;
 use crate::rate_limit::Limit;
-use crate::realm::Realm;
+use crate::realm::{ADMIN_ROLE, Realm};
 use crate::state::AppState;
-use crate::users::db::{self as users_db, User, user_columns};
+use crate::users::db::{self as users_db, User};
 
 /// The one answer to every failed login, so that it tells nothing about the account.
 pub const INVALID_LOGIN: ApiError = ApiError::Unauthorized("Invalid username or password");
-const MFA_REQUIRED: ApiError = ApiError::Unauthorized("MFA code required");
+const INVALID_CHALLENGE: ApiError = ApiError::Unauthorized("Invalid or expired MFA code or token");
+/// How long the temp token of an MFA challenge lives.
+pub const CHALLENGE_TTL: Duration = Duration::from_secs(300);
+/// Wrong codes a challenge survives.
+const CHALLENGE_ATTEMPTS: i32 = 5;
 
 /// Login credentials.
 pub struct Credentials {
@@ -34,27 +43,19 @@ pub struct Credentials {
     pub totp_code: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct LoginRow {
-    id: Uuid,
-    username: String,
-    password_hash: String,
-    is_active: bool,
-    mfa_enabled: bool,
-    mfa_secret_encrypted: Option<Vec<u8>>,
-    /// This attempt's number in the failure window; NULL when the account is locked.
-    attempt: Option<i32>,
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
 fn login_outcome(realm: &Realm, outcome: &'static str) {
     metrics::counter!("logins_total", "realm" => realm.name(), "outcome" => outcome).increment(1);
 }
 
-/// Writes an audit event on its own (login failures have no other write): one statement.
+fn login_limit(app: &AppState) -> Limit {
+    Limit {
+        name: "login",
+        max: app.settings.login_rate_limit_per_minute,
+        window_secs: 60,
+    }
+}
+
+/// Writes an audit event on its own (a refused login has nothing else to write).
 async fn audit_alone(
     realm: &Realm,
     actor: &Actor,
@@ -62,64 +63,33 @@ async fn audit_alone(
     target: Option<Uuid>,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let mut conn = realm.acquire().await?;
+    let mut conn = realm.conn().await?;
     audit::record(&mut conn, realm, actor, event, target, detail).await
 }
 
-/// Completes a successful login in one statement: clears the failure count, stamps
-/// `last_login_at`, creates the session and its first refresh token, audits `login_success`,
-/// and returns the user with the token pair.
-async fn start_session(
-    conn: &mut PgConnection,
+/// Signs an access token of `user` in `session_id`, ending no later than `session_end`.
+fn issue_access(
     realm: &Realm,
-    user_id: Uuid,
-    username: &str,
-    client: &ClientInfo,
-) -> Result<(String, String, User), ApiError> {
-    let session_id = Uuid::now_v7();
-    let refresh_token = random_secret();
-    let expires_at = Utc::now() + realm.tokens().refresh_ttl;
-    let ip = client.ip.map(|ip| ip.to_string());
-    let user: Option<User> = sqlx::query_as(concat!(
-        r"WITH session AS (
-              INSERT INTO sessions (id, user_id, expires_at, ip, user_agent)
-              VALUES ($2, $1, $3, $4, $5)
-          ),
-          token AS (
-              INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($6, $2, $3)
-          ),
-          audited AS (",
-        audit_insert!(),
-        r"VALUES ($7, now(), $8, 'login_success', $1, $9, $1, $4, $5, '{}'::jsonb)
-          )
-          UPDATE users u SET failed_login_count = 0, failed_login_window_start = NULL,
-                             last_login_at = now()
-          WHERE u.id = $1
-          RETURNING ",
-        user_columns!()
-    ))
-    .bind(user_id)
-    .bind(session_id)
-    .bind(expires_at)
-    .bind(&ip)
-    .bind(&client.user_agent)
-    .bind(sha256(&refresh_token))
-    .bind(Uuid::now_v7())
-    .bind(realm.name())
-    .bind(username)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(|e| match &e {
-        // The user was deleted since the password check: the session's foreign key refuses.
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => INVALID_LOGIN,
-        _ => realm.db_error(e),
-    })?;
-    let user = user.ok_or(INVALID_LOGIN)?;
-    let access = realm.tokens().issue_access(user_id, session_id)?;
-    Ok((access, refresh_token, user))
+    user: &User,
+    session_id: Uuid,
+    session_end: Option<chrono::DateTime<Utc>>,
+) -> anyhow::Result<String> {
+    let subject = Subject {
+        user_id: user.id,
+        username: &user.username,
+        role: user.highest_role().unwrap_or(realm.policy().default_role),
+        admin: user.has_role(ADMIN_ROLE),
+        session_id,
+    };
+    realm.tokens().issue_access(&subject, session_end)
 }
 
-fn token_response(realm: &Realm, access: String, refresh: String, user: User) -> TokenResponse {
+fn token_response(
+    realm: &Realm,
+    access: String,
+    refresh: Option<String>,
+    user: User,
+) -> TokenResponse {
     TokenResponse {
         access_token: access,
         token_type: "bearer",
@@ -129,97 +99,71 @@ fn token_response(realm: &Realm, access: String, refresh: String, user: User) ->
     }
 }
 
-/// Checks a TOTP code (single use per step) or a recovery code (single use) of `user_id`.
-async fn check_second_factor(
-    app: &AppState,
-    conn: &mut PgConnection,
+/// Completes a login whose every factor was checked: clears the failures, stamps the login,
+/// opens the session with its first refresh token and audits it, in the caller's transaction.
+async fn open_session(
+    tx: &mut impl Db,
     realm: &Realm,
     user_id: Uuid,
     username: &str,
-    encrypted_secret: Option<&[u8]>,
-    code: &str,
-) -> Result<bool, ApiError> {
-    let Some(encrypted) = encrypted_secret else {
-        return Ok(false);
-    };
-    let secret = mfa::decrypt(&app.settings.mfa_encryption_key, encrypted)?;
-    let totp = mfa::totp(&secret, username, realm.policy().display_name)?;
-    if let Some(step) = mfa::matching_step(&totp, code) {
-        // Accept a step only if it is newer than the last one used: no replay within a step.
-        let accepted = sqlx::query(
-            "UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND (mfa_last_step IS NULL OR mfa_last_step < $2)",
-        )
-        .bind(user_id)
-        .bind(step)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-        return Ok(accepted.rows_affected() == 1);
-    }
-    let used = sqlx::query(
-        "UPDATE recovery_codes SET used_at = now() WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
+    client: &ClientInfo,
+    detail: serde_json::Value,
+) -> Result<TokenResponse, ApiError> {
+    let session_id = Uuid::now_v7();
+    let refresh = random_secret();
+    let ip = client.ip.map(|ip| ip.to_string());
+    db::clear_failures(tx, user_id).await?;
+    users_db::record_login(tx, user_id).await?;
+    db::insert_session(
+        tx,
+        &NewSession {
+            id: session_id,
+            user_id,
+            expires_at: Utc::now() + realm.tokens().refresh_ttl,
+            ip: ip.as_deref(),
+            user_agent: client.user_agent.as_deref(),
+            refresh_token_hash: &sha256(&refresh),
+        },
     )
-    .bind(user_id)
-    .bind(sha256(&mfa::normalize_recovery_code(code)))
-    .execute(&mut *conn)
     .await
-    .map_err(|e| realm.db_error(e))?;
-    Ok(used.rows_affected() == 1)
+    .map_err(|e| match &e {
+        // The user was deleted since the password check: the session's foreign key refuses.
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => INVALID_LOGIN,
+        _ => ApiError::from(e),
+    })?;
+    let actor = Actor {
+        id: Some(user_id),
+        username: Some(username.to_owned()),
+        realm: Some(realm.id()),
+        client: client.clone(),
+    };
+    audit::record(tx, realm, &actor, "login_success", Some(user_id), detail).await?;
+    let user = users_db::fetch(tx, user_id).await?.ok_or(INVALID_LOGIN)?;
+    let access = issue_access(realm, &user, session_id, None)?;
+    Ok(token_response(realm, access, Some(refresh), user))
 }
 
 /// Logs a user in. Failed attempts are counted atomically in PostgreSQL *before* the password
-/// is checked, so parallel guesses cannot exceed the lockout threshold.
+/// is checked, so parallel guesses cannot exceed the lockout threshold. With MFA on, a right
+/// password gives the MFA challenge, unless the body carried a code already.
 #[instrument(skip_all, fields(realm = realm.name()))]
 pub async fn login(
     app: &AppState,
     realm: &Realm,
     creds: Credentials,
     client: ClientInfo,
-) -> Result<TokenResponse, ApiError> {
-    let limit = Limit {
-        name: "login",
-        max: app.settings.login_rate_limit_per_minute,
-        window_secs: 60,
-    };
-    app.rate_limiter.check(limit, client.ip).await?;
+) -> Result<LoginResponse, ApiError> {
+    app.rate_limiter.check(login_limit(app), client.ip).await?;
     let actor = Actor::anonymous(client.clone());
     let lockout = app.settings.lockout;
-
-    // Find the account and reserve an attempt in one statement: only `threshold` attempts per
-    // window ever reach the password check (the row lock serialises parallel guesses), and a
-    // locked account reserves nothing (`attempt` is NULL).
-    let row: Option<LoginRow> = sqlx::query_as(
-        r"WITH target AS (
-              SELECT id, username, password_hash, is_active, mfa_enabled, mfa_secret_encrypted
-              FROM users
-              WHERE lower(username) = lower($1)
-                 OR (strpos($1, '@') > 0 AND lower(email) = lower($1))
-              LIMIT 1
-          ),
-          reserved AS (
-              UPDATE users SET
-                  failed_login_count = CASE
-                      WHEN failed_login_window_start IS NULL
-                        OR failed_login_window_start <= now() - make_interval(secs => $2)
-                      THEN 1 ELSE failed_login_count + 1 END,
-                  failed_login_window_start = CASE
-                      WHEN failed_login_window_start IS NULL
-                        OR failed_login_window_start <= now() - make_interval(secs => $2)
-                      THEN now() ELSE failed_login_window_start END
-              FROM target
-              WHERE users.id = target.id
-                AND (users.locked_until IS NULL OR users.locked_until <= now())
-              RETURNING users.failed_login_count
-          )
-          SELECT target.*, (SELECT failed_login_count FROM reserved) AS attempt FROM target",
-    )
-    .bind(creds.username.trim())
-    .bind(secs(lockout.window))
-    .fetch_optional(realm.db())
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    let Some(row) = row else {
-        app.hasher.verify(&creds.password, None).await?;
+    let candidate = {
+        let mut conn = realm.conn().await?;
+        db::reserve_login_attempt(&mut conn, creds.username.trim(), lockout.window).await?
+    };
+    let Some(row) = candidate else {
+        app.hasher
+            .verify(&creds.password, None, realm.scheme())
+            .await?;
         login_outcome(realm, "unknown_user");
         let attempted: String = creds.username.chars().take(64).collect();
         audit_alone(
@@ -232,264 +176,296 @@ pub async fn login(
         .await?;
         return Err(INVALID_LOGIN);
     };
-    let attempt = row.attempt;
+    let LoginCandidate {
+        id,
+        username,
+        password_hash,
+        is_active,
+        mfa_enabled,
+        attempt,
+    } = row;
     let Some(attempt) = attempt.filter(|n| *n <= lockout.threshold) else {
-        // Locked: same work and same answer as a wrong password.
-        app.hasher.verify(&creds.password, None).await?;
+        // Locked: the same work and the same answer as a wrong password.
+        app.hasher
+            .verify(&creds.password, None, realm.scheme())
+            .await?;
         login_outcome(realm, "locked");
         audit_alone(
             realm,
             &actor,
             "login_failure",
-            Some(row.id),
+            Some(id),
             json!({"reason": "locked"}),
         )
         .await?;
         return Err(INVALID_LOGIN);
     };
-
+    // A user without a password (SSO-only in the AutoBot model) is checked against the dummy.
     let verified = app
         .hasher
-        .verify(&creds.password, Some(&row.password_hash))
+        .verify(&creds.password, password_hash.as_deref(), realm.scheme())
         .await?;
-    if !verified.ok || !row.is_active {
-        let mut tx = realm.begin().await?;
+    if !verified.ok || !is_active {
         let reason = if verified.ok {
             "inactive"
         } else {
             "invalid_password"
         };
+        let mut tx = realm.begin().await?;
         audit::record(
             &mut tx,
             realm,
             &actor,
             "login_failure",
-            Some(row.id),
+            Some(id),
             json!({"reason": reason}),
         )
         .await?;
         if !verified.ok && attempt >= lockout.threshold {
-            sqlx::query(
-                r"UPDATE users SET locked_until = now() + make_interval(secs => $2),
-                       failed_login_count = 0, failed_login_window_start = NULL
-                  WHERE id = $1",
-            )
-            .bind(row.id)
-            .bind(secs(lockout.duration))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| realm.db_error(e))?;
+            db::lock_account(&mut tx, id, lockout.duration).await?;
             audit::record(
                 &mut tx,
                 realm,
                 &actor,
                 "account_locked",
-                Some(row.id),
+                Some(id),
                 json!({"failed_attempts": attempt}),
             )
             .await?;
         }
-        tx.commit().await.map_err(|e| realm.db_error(e))?;
+        tx.commit().await?;
         login_outcome(realm, reason);
         return Err(INVALID_LOGIN);
     }
-
-    // An imported bcrypt hash (or older parameters) becomes Argon2id on first login; it is
-    // computed before any transaction opens, so that none waits on Argon2.
+    // A hash of another scheme or other parameters becomes the realm's now that the password
+    // is known; computed before the transaction, so that none waits on it.
     let upgraded = match verified.needs_rehash {
-        true => Some(app.hasher.hash(&creds.password).await?),
+        true => Some(app.hasher.hash(&creds.password, realm.scheme()).await?),
         false => None,
     };
-    if !row.mfa_enabled && upgraded.is_none() {
-        // The usual case: one statement, no transaction to open and commit.
-        let mut conn = realm.acquire().await?;
-        let (access, refresh, user) =
-            start_session(&mut conn, realm, row.id, &row.username, &client).await?;
-        login_outcome(realm, "success");
-        return Ok(token_response(realm, access, refresh, user));
-    }
-
     let mut tx = realm.begin().await?;
-    if row.mfa_enabled {
-        let Some(code) = creds.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
+    if let Some(hash) = &upgraded {
+        users_db::upgrade_hash(&mut tx, id, hash).await?;
+    }
+    if mfa_enabled {
+        let code = creds
+            .totp_code
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty());
+        let Some(code) = code else {
             // The password was right: this attempt does not count towards a lockout.
-            sqlx::query("UPDATE users SET failed_login_count = GREATEST(failed_login_count - 1, 0) WHERE id = $1")
-                .bind(row.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| realm.db_error(e))?;
-            tx.commit().await.map_err(|e| realm.db_error(e))?;
+            db::release_attempt(&mut tx, id).await?;
+            let temp_token = random_secret();
+            let ip = client.ip.map(|ip| ip.to_string());
+            db::insert_challenge(
+                &mut tx,
+                &sha256(&temp_token),
+                id,
+                CHALLENGE_TTL,
+                ip.as_deref(),
+                client.user_agent.as_deref(),
+            )
+            .await?;
+            tx.commit().await?;
             login_outcome(realm, "mfa_required");
-            return Err(MFA_REQUIRED);
+            return Ok(LoginResponse::Challenge(MfaChallenge {
+                requires_mfa: true,
+                temp_token,
+                expires_in: CHALLENGE_TTL.as_secs(),
+            }));
         };
-        let ok = check_second_factor(
-            app,
-            &mut tx,
-            realm,
-            row.id,
-            &row.username,
-            row.mfa_secret_encrypted.as_deref(),
-            code,
-        )
-        .await?;
-        if !ok {
+        if !mfa::check_second_factor(app, &mut tx, realm, id, &username, code).await? {
             audit::record(
                 &mut tx,
                 realm,
                 &actor,
                 "login_failure",
-                Some(row.id),
+                Some(id),
                 json!({"reason": "invalid_mfa_code"}),
             )
             .await?;
-            tx.commit().await.map_err(|e| realm.db_error(e))?;
+            tx.commit().await?;
             login_outcome(realm, "invalid_mfa_code");
             return Err(INVALID_LOGIN);
         }
     }
-    if let Some(upgraded) = upgraded {
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-            .bind(row.id)
-            .bind(&upgraded)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| realm.db_error(e))?;
-    }
-    let (access, refresh, user) =
-        start_session(&mut tx, realm, row.id, &row.username, &client).await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
+    let tokens = open_session(
+        &mut tx,
+        realm,
+        id,
+        &username,
+        &client,
+        json!({"mfa": mfa_enabled}),
+    )
+    .await?;
+    tx.commit().await?;
     login_outcome(realm, "success");
-    Ok(token_response(realm, access, refresh, user))
+    Ok(LoginResponse::Tokens(Box::new(tokens)))
 }
 
-#[derive(sqlx::FromRow)]
-struct RefreshedRow {
-    session_id: Uuid,
-    #[sqlx(flatten)]
-    user: User,
+/// The second step of an MFA login: the temp token of the challenge and a code.
+#[instrument(skip_all, fields(realm = realm.name()))]
+pub async fn verify_login(
+    app: &AppState,
+    realm: &Realm,
+    temp_token: &str,
+    code: &str,
+    client: ClientInfo,
+) -> Result<TokenResponse, ApiError> {
+    app.rate_limiter.check(login_limit(app), client.ip).await?;
+    let token_hash = sha256(temp_token);
+    let mut tx = realm.begin().await?;
+    let Some(user_id) = db::attempt_challenge(&mut tx, &token_hash, CHALLENGE_ATTEMPTS).await?
+    else {
+        // Nothing to record beyond the attempt: the token is unknown, used or expired.
+        return Err(INVALID_CHALLENGE);
+    };
+    let user = users_db::fetch(&mut tx, user_id)
+        .await?
+        .filter(|u| u.is_active);
+    let Some(user) = user else {
+        db::spend_challenge(&mut tx, &token_hash).await?;
+        tx.commit().await?;
+        return Err(INVALID_CHALLENGE);
+    };
+    let actor = Actor::anonymous(client.clone());
+    if !mfa::check_second_factor(app, &mut tx, realm, user_id, &user.username, code.trim()).await? {
+        audit::record(
+            &mut tx,
+            realm,
+            &actor,
+            "login_failure",
+            Some(user_id),
+            json!({"reason": "invalid_mfa_code"}),
+        )
+        .await?;
+        tx.commit().await?;
+        login_outcome(realm, "invalid_mfa_code");
+        return Err(INVALID_CHALLENGE);
+    }
+    db::spend_challenge(&mut tx, &token_hash).await?;
+    let tokens = open_session(
+        &mut tx,
+        realm,
+        user_id,
+        &user.username,
+        &client,
+        json!({"mfa": true}),
+    )
+    .await?;
+    tx.commit().await?;
+    login_outcome(realm, "success");
+    Ok(tokens)
 }
 
-/// Exchanges a refresh token for a new pair. The old token stops working; presenting a used
-/// token again means it was stolen or replayed, and ends the whole session.
-///
-/// The usual case is one statement, so one round trip: the token is retired only if it is
-/// unused, unexpired, and its session and user are live (the row lock makes this a
-/// compare-and-set: of two concurrent uses, one wins); its successor is issued, the session
-/// extended and `token_refresh` audited, all atomically.
+/// Exchanges a refresh token for a new pair. The old token stops working, except when
+/// presented again less than `grace` after its use (browser tabs refreshing together); later,
+/// presenting it again means it was stolen or replayed, and ends the whole session.
 #[instrument(skip_all, fields(realm = realm.name()))]
 pub async fn refresh(
     realm: &Realm,
     refresh_token: &str,
+    grace: Duration,
     client: ClientInfo,
 ) -> Result<TokenResponse, ApiError> {
     let presented = sha256(refresh_token);
-    let new_refresh = random_secret();
+    let successor = random_secret();
     let expires_at = Utc::now() + realm.tokens().refresh_ttl;
-    let refreshed: Option<RefreshedRow> = sqlx::query_as(concat!(
-        r"WITH retired AS (
-              UPDATE refresh_tokens rt SET used_at = now()
-              FROM sessions s JOIN users su ON su.id = s.user_id
-              WHERE rt.token_hash = $1 AND rt.used_at IS NULL AND rt.expires_at > now()
-                AND s.id = rt.session_id AND s.revoked_at IS NULL AND s.expires_at > now()
-                AND su.is_active
-              RETURNING rt.session_id, s.user_id
-          ),
-          extended AS (
-              UPDATE sessions SET expires_at = $3 FROM retired WHERE sessions.id = retired.session_id
-          ),
-          issued AS (
-              INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
-              SELECT $2, session_id, $3 FROM retired
-          ),
-          audited AS (",
-        audit_insert!(),
-        r"SELECT $4, now(), $5, 'token_refresh', au.id, au.username, au.id, $6, $7,
-                     jsonb_build_object('session_id', r.session_id)
-              FROM retired r JOIN users au ON au.id = r.user_id
-          )
-          SELECT r.session_id, ",
-        user_columns!(),
-        r" FROM retired r JOIN users u ON u.id = r.user_id"
-    ))
-    .bind(&presented)
-    .bind(sha256(&new_refresh))
-    .bind(expires_at)
-    .bind(Uuid::now_v7())
-    .bind(realm.name())
-    .bind(client.ip.map(|ip| ip.to_string()))
-    .bind(&client.user_agent)
-    .fetch_optional(realm.db())
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    let Some(RefreshedRow { session_id, user }) = refreshed else {
-        detect_reuse(realm, &presented, client).await?;
+    let mut tx = realm.begin().await?;
+    let rotated =
+        db::rotate_refresh_token(&mut tx, &presented, &sha256(&successor), expires_at, grace)
+            .await?;
+    let Some(rotated) = rotated else {
+        detect_reuse(&mut tx, realm, &presented, grace, client).await?;
+        tx.commit().await?;
         return Err(ApiError::InvalidCredentials);
     };
-    let access = realm.tokens().issue_access(user.id, session_id)?;
-    Ok(token_response(realm, access, new_refresh, user))
-}
-
-/// After a refused refresh: if the token exists and was already used, it was stolen or
-/// replayed (or raced with its own successful use), so its whole session ends.
-async fn detect_reuse(
-    realm: &Realm,
-    token_hash: &[u8],
-    client: ClientInfo,
-) -> Result<(), ApiError> {
-    let mut tx = realm.begin().await?;
-    let used: Option<(Uuid, Uuid, String)> = sqlx::query_as(
-        r"SELECT rt.session_id, u.id, u.username
-          FROM refresh_tokens rt
-          JOIN sessions s ON s.id = rt.session_id
-          JOIN users u ON u.id = s.user_id
-          WHERE rt.token_hash = $1 AND rt.used_at IS NOT NULL
-          FOR UPDATE OF s",
-    )
-    .bind(token_hash)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    let Some((session_id, user_id, username)) = used else {
-        return Ok(());
-    };
-    users_db_revoke_session(&mut tx, realm, session_id, "refresh_token_reuse").await?;
+    let user = users_db::fetch(&mut tx, rotated.user_id)
+        .await?
+        .ok_or(ApiError::InvalidCredentials)?;
     let actor = Actor {
-        id: Some(user_id),
-        username: Some(username),
+        id: Some(user.id),
+        username: Some(user.username.clone()),
+        realm: Some(realm.id()),
         client,
     };
     audit::record(
         &mut tx,
         realm,
         &actor,
+        "token_refresh",
+        Some(user.id),
+        json!({"session_id": rotated.session_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    let access = issue_access(realm, &user, rotated.session_id, None)?;
+    Ok(token_response(realm, access, Some(successor), user))
+}
+
+/// A new access token for the caller's live session (the dashboard's refresh, with only its
+/// access token): it never outlives the session, and the session is not extended.
+pub async fn refresh_access(
+    realm: &Realm,
+    principal: &Principal,
+) -> Result<TokenResponse, ApiError> {
+    let (Some(session_id), Some(session_end)) =
+        (principal.session_id, principal.session_expires_at)
+    else {
+        // An API key has no session to renew.
+        return Err(ApiError::InvalidCredentials);
+    };
+    let mut conn = realm.conn().await?;
+    audit::record(
+        &mut conn,
+        realm,
+        &principal.actor(),
+        "token_refresh",
+        Some(principal.user.id),
+        json!({"session_id": session_id, "with": "access_token"}),
+    )
+    .await?;
+    let access = issue_access(realm, &principal.user, session_id, Some(session_end))?;
+    Ok(token_response(realm, access, None, principal.user.clone()))
+}
+
+/// After a refused refresh: if the token was used before the grace window, it was stolen or
+/// replayed, so its whole session ends.
+async fn detect_reuse(
+    tx: &mut impl Db,
+    realm: &Realm,
+    token_hash: &[u8],
+    grace: Duration,
+    client: ClientInfo,
+) -> Result<(), ApiError> {
+    let Some((session_id, user_id, username)) = db::replayed_session(tx, token_hash, grace).await?
+    else {
+        return Ok(());
+    };
+    db::revoke_session(tx, session_id, "refresh_token_reuse").await?;
+    let actor = Actor {
+        id: Some(user_id),
+        username: Some(username),
+        realm: Some(realm.id()),
+        client,
+    };
+    audit::record(
+        tx,
+        realm,
+        &actor,
         "token_reuse_detected",
         Some(user_id),
         json!({"session_id": session_id}),
     )
-    .await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))
-}
-
-async fn users_db_revoke_session(
-    conn: &mut PgConnection,
-    realm: &Realm,
-    session_id: Uuid,
-    reason: &str,
-) -> Result<(), ApiError> {
-    sqlx::query("UPDATE sessions SET revoked_at = now(), revoke_reason = $2 WHERE id = $1 AND revoked_at IS NULL")
-        .bind(session_id)
-        .bind(reason)
-        .execute(conn)
-        .await
-        .map_err(|e| realm.db_error(e))
-        .map(|_| ())
+    .await
 }
 
 /// Ends the caller's session: its access token and refresh token stop working at once.
 pub async fn logout(realm: &Realm, principal: &Principal) -> Result<(), ApiError> {
     let mut tx = realm.begin().await?;
     if let Some(session_id) = principal.session_id {
-        users_db_revoke_session(&mut tx, realm, session_id, "logout").await?;
+        db::revoke_session(&mut tx, session_id, "logout").await?;
     }
     audit::record(
         &mut tx,
@@ -500,7 +476,7 @@ pub async fn logout(realm: &Realm, principal: &Principal) -> Result<(), ApiError
         json!({"session_id": principal.session_id}),
     )
     .await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))
+    tx.commit().await
 }
 
 /// Changes the caller's own password after checking the current one; other sessions end.
@@ -512,9 +488,15 @@ pub async fn change_password(
     current: &str,
     new: &str,
 ) -> Result<(), ApiError> {
+    principal.require_session()?;
     let user = &principal.user;
-    let new = Password::parse(new, &user.username, user.email.as_deref())
-        .map_err(|msg| ApiError::field(FieldError::body("new_password", msg)))?;
+    let new = Password::parse(
+        new,
+        &user.username,
+        Some(&user.email),
+        realm.scheme().max_password_bytes(),
+    )
+    .map_err(|msg| ApiError::field(FieldError::body("new_password", msg)))?;
     if new.expose() == current {
         return Err(ApiError::field(FieldError::body(
             "new_password",
@@ -522,23 +504,22 @@ pub async fn change_password(
         )));
     }
     let stored = {
-        let mut conn = realm.acquire().await?;
-        users_db::password_hash(&mut *conn, user.id)
-            .await
-            .map_err(|e| realm.db_error(e))?
+        let mut conn = realm.conn().await?;
+        users_db::password_hash(&mut conn, user.id).await?
     };
-    if !app.hasher.verify(current, stored.as_deref()).await?.ok {
+    if !app
+        .hasher
+        .verify(current, stored.as_deref(), realm.scheme())
+        .await?
+        .ok
+    {
         return Err(ApiError::BadRequest("Current password is incorrect".into()));
     }
-    let hash = app.hasher.hash(new.expose()).await?;
+    let hash = app.hasher.hash(new.expose(), realm.scheme()).await?;
     let mut tx = realm.begin().await?;
-    users_db::set_password(&mut tx, user.id, &hash, false)
-        .await
-        .map_err(|e| realm.db_error(e))?;
+    users_db::set_password(&mut tx, user.id, &hash, false).await?;
     let ended =
-        users_db::revoke_sessions(&mut tx, user.id, principal.session_id, "password_changed")
-            .await
-            .map_err(|e| realm.db_error(e))?;
+        db::revoke_sessions(&mut tx, user.id, principal.session_id, "password_changed").await?;
     let actor = principal.actor();
     audit::record(
         &mut tx,
@@ -561,165 +542,5 @@ pub async fn change_password(
         .await?;
     }
     outbox::enqueue(&mut tx, realm, &[user.id], "user.password_changed").await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))
-}
-
-/// Starts MFA enrolment: a new secret, stored encrypted as pending until confirmed.
-pub async fn mfa_setup(
-    app: &AppState,
-    realm: &Realm,
-    principal: &Principal,
-) -> Result<MfaSetupResponse, ApiError> {
-    if principal.user.mfa_enabled {
-        return Err(ApiError::Conflict("MFA is already enabled".into()));
-    }
-    let secret = mfa::new_secret();
-    let otpauth_url = mfa::totp(
-        &secret,
-        &principal.user.username,
-        realm.policy().display_name,
-    )?
-    .to_url()
-    .map_err(|e| anyhow::anyhow!("otpauth URL: {e:?}"))?;
-    let sealed = mfa::encrypt(&app.settings.mfa_encryption_key, &secret)?;
-    let mut conn = realm.acquire().await?;
-    sqlx::query("UPDATE users SET mfa_pending_secret_encrypted = $2 WHERE id = $1")
-        .bind(principal.user.id)
-        .bind(sealed)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    Ok(MfaSetupResponse {
-        secret,
-        otpauth_url,
-    })
-}
-
-/// Confirms enrolment with a current code; returns single-use recovery codes (shown once).
-pub async fn mfa_enable(
-    app: &AppState,
-    realm: &Realm,
-    principal: &Principal,
-    code: &str,
-) -> Result<Vec<String>, ApiError> {
-    let mut tx = realm.begin().await?;
-    let (enabled, pending): (bool, Option<Vec<u8>>) = sqlx::query_as(
-        "SELECT mfa_enabled, mfa_pending_secret_encrypted FROM users WHERE id = $1 FOR UPDATE",
-    )
-    .bind(principal.user.id)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    if enabled {
-        return Err(ApiError::Conflict("MFA is already enabled".into()));
-    }
-    let Some(pending) = pending else {
-        return Err(ApiError::BadRequest("Call /me/mfa/setup first".into()));
-    };
-    let secret = mfa::decrypt(&app.settings.mfa_encryption_key, &pending)?;
-    let totp = mfa::totp(
-        &secret,
-        &principal.user.username,
-        realm.policy().display_name,
-    )?;
-    let Some(step) = mfa::matching_step(&totp, code) else {
-        return Err(ApiError::BadRequest("Invalid MFA code".into()));
-    };
-    sqlx::query(
-        r"UPDATE users SET mfa_enabled = true, mfa_secret_encrypted = mfa_pending_secret_encrypted,
-               mfa_pending_secret_encrypted = NULL, mfa_last_step = $2, updated_at = now()
-          WHERE id = $1",
-    )
-    .bind(principal.user.id)
-    .bind(step)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    let codes = mfa::recovery_codes();
-    let hashes: Vec<Vec<u8>> = codes
-        .iter()
-        .map(|c| sha256(&mfa::normalize_recovery_code(c)))
-        .collect();
-    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-        .bind(principal.user.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    sqlx::query(
-        "INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, * FROM UNNEST($2::bytea[])",
-    )
-    .bind(principal.user.id)
-    .bind(&hashes)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    audit::record(
-        &mut tx,
-        realm,
-        &principal.actor(),
-        "mfa_enabled",
-        Some(principal.user.id),
-        json!({}),
-    )
-    .await?;
-    outbox::enqueue(&mut tx, realm, &[principal.user.id], "user.updated").await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
-    Ok(codes)
-}
-
-/// Turns MFA off after checking a current code (or a recovery code).
-pub async fn mfa_disable(
-    app: &AppState,
-    realm: &Realm,
-    principal: &Principal,
-    code: &str,
-) -> Result<(), ApiError> {
-    let mut tx = realm.begin().await?;
-    let (enabled, secret): (bool, Option<Vec<u8>>) = sqlx::query_as(
-        "SELECT mfa_enabled, mfa_secret_encrypted FROM users WHERE id = $1 FOR UPDATE",
-    )
-    .bind(principal.user.id)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    if !enabled {
-        return Err(ApiError::Conflict("MFA is not enabled".into()));
-    }
-    if !check_second_factor(
-        app,
-        &mut tx,
-        realm,
-        principal.user.id,
-        &principal.user.username,
-        secret.as_deref(),
-        code,
-    )
-    .await?
-    {
-        return Err(ApiError::BadRequest("Invalid MFA code".into()));
-    }
-    sqlx::query(
-        r"UPDATE users SET mfa_enabled = false, mfa_secret_encrypted = NULL,
-               mfa_pending_secret_encrypted = NULL, updated_at = now() WHERE id = $1",
-    )
-    .bind(principal.user.id)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-        .bind(principal.user.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    audit::record(
-        &mut tx,
-        realm,
-        &principal.actor(),
-        "mfa_disabled",
-        Some(principal.user.id),
-        json!({}),
-    )
-    .await?;
-    outbox::enqueue(&mut tx, realm, &[principal.user.id], "user.updated").await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))
+    tx.commit().await
 }

@@ -1,150 +1,331 @@
-//! Access JWTs (HS256, audience = realm, naming their session) and the opaque secrets of
-//! refresh tokens and API keys.
+//! Access tokens: HS256 JWTs that the other SLM services verify with python-jose (no audience,
+//! `sub` the username), naming their realm and session. Each realm signs with its own newest
+//! secret and accepts all of its configured secrets, so a secret can be rotated without
+//! signing anybody out.
 
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// The `iss` of every token this server signs.
-pub const ISSUER: &str = "slm-server";
+use crate::crypto::{derive_key, hmac_sha256};
 
-/// Claims of an access token.
-#[derive(Debug, Serialize, Deserialize)]
+/// Claims of an access token (docs/api.md §4).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
-    pub sub: Uuid,
+    /// The username, as the other SLM services read it.
+    pub sub: String,
+    /// The user id.
+    pub uid: Uuid,
+    /// The highest role.
+    pub role: String,
+    pub admin: bool,
+    pub realm: String,
     /// The session this token belongs to; the token dies with it.
     pub sid: Uuid,
-    pub jti: Uuid,
-    pub aud: String,
-    pub iss: String,
+    pub jti: String,
     pub iat: i64,
     pub exp: i64,
 }
 
-/// One realm's signing keys and lifetimes.
-#[derive(Clone)]
-pub struct TokenKeys {
-    audience: &'static str,
+/// Who a token is issued to.
+pub struct Subject<'a> {
+    pub user_id: Uuid,
+    pub username: &'a str,
+    pub role: &'a str,
+    pub admin: bool,
+    pub session_id: Uuid,
+}
+
+/// Why a token was refused (logged at debug, never sent).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token header")]
+    MalformedHeader,
+    #[error("the token has a crit header, which this server does not understand")]
+    CriticalHeader,
+    #[error("no configured key has id {0:?}")]
+    UnknownKey(String),
+    #[error("the token belongs to realm {0:?}")]
+    OtherRealm(String),
+    #[error(transparent)]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+}
+
+struct SigningKey {
+    /// Short public id of the secret, carried as `kid` so that verification picks its key.
+    id: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    api_key_mac: [u8; 32],
+}
+
+impl SigningKey {
+    fn new(secret: &str) -> Self {
+        Self {
+            id: hex(&derive_key(secret, "jwt-key-id")[..4]),
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            api_key_mac: derive_key(secret, "api-key"),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One realm's signing keys and token lifetimes.
+#[derive(Clone)]
+pub struct TokenKeys {
+    realm: &'static str,
+    /// Newest first: the first signs, every one verifies.
+    keys: std::sync::Arc<Vec<SigningKey>>,
     validation: Validation,
-    /// Key of the HMAC that API keys are stored under.
-    api_key_mac_key: [u8; 32],
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
 }
 
 impl TokenKeys {
+    /// Keys of `realm` from its secrets, newest first (at least one).
     pub fn new(
-        audience: &'static str,
-        secret: &str,
+        realm: &'static str,
+        secrets: &[String],
         access_ttl: Duration,
         refresh_ttl: Duration,
     ) -> Self {
-        // The algorithm is pinned: a token claiming another `alg` is rejected.
+        // The algorithm is pinned: a token claiming another `alg` is refused.
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[audience]);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        validation.validate_aud = false;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 5;
         Self {
-            audience,
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            realm,
+            keys: std::sync::Arc::new(secrets.iter().map(|s| SigningKey::new(s)).collect()),
             validation,
-            api_key_mac_key: crate::config::derive_key(secret, "api-key"),
             access_ttl,
             refresh_ttl,
         }
     }
 
-    /// Signs an access token for `user_id` in session `session_id`.
-    pub fn issue_access(&self, user_id: Uuid, session_id: Uuid) -> anyhow::Result<String> {
+    fn newest(&self) -> &SigningKey {
+        // Settings always give at least one secret per realm.
+        &self.keys[0]
+    }
+
+    /// Signs an access token for `subject`, expiring after the access lifetime or at
+    /// `not_after` (the session's own end), whichever comes first.
+    pub fn issue_access(
+        &self,
+        subject: &Subject<'_>,
+        not_after: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let exp = not_after.map_or(now + ttl, |end| (now + ttl).min(end.timestamp()));
         let claims = Claims {
-            sub: user_id,
-            sid: session_id,
-            jti: Uuid::now_v7(),
-            aud: self.audience.to_owned(),
-            iss: ISSUER.to_owned(),
+            sub: subject.username.to_owned(),
+            uid: subject.user_id,
+            role: subject.role.to_owned(),
+            admin: subject.admin,
+            realm: self.realm.to_owned(),
+            sid: subject.session_id,
+            jti: Uuid::now_v7().to_string(),
             iat: now,
-            exp: now + ttl,
+            exp,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let key = self.newest();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.id.clone());
+        jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map_err(|e| anyhow::anyhow!("signing an access token failed: {e}"))
     }
 
-    /// Verifies signature, algorithm, `exp`, `iss` and `aud`; the session is checked by the caller.
-    pub fn verify_access(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims)
+    /// Verifies header, signature, `exp`, `nbf` and realm; the session is checked by the caller.
+    pub fn verify_access(&self, token: &str) -> Result<Claims, TokenError> {
+        let kid = header_kid(token)?;
+        let candidates: Vec<&SigningKey> = match &kid {
+            Some(kid) => {
+                let key = self
+                    .keys
+                    .iter()
+                    .find(|k| &k.id == kid)
+                    .ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
+                vec![key]
+            }
+            None => self.keys.iter().collect(),
+        };
+        let mut last = None;
+        for key in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation) {
+                Ok(data) if data.claims.realm == self.realm => return Ok(data.claims),
+                Ok(data) => return Err(TokenError::OtherRealm(data.claims.realm)),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.map_or(TokenError::MalformedHeader, TokenError::Jwt))
     }
 
-    /// The stored form of an API key: HMAC-SHA256 under a server key. API keys are 256 random
-    /// bits, so a slow password hash would add nothing but cost to every API request; the keyed
-    /// MAC means a stolen table alone cannot be used to test guesses.
-    pub fn api_key_hash(&self, key: &str) -> Vec<u8> {
-        #[expect(clippy::unwrap_used, reason = "HMAC accepts keys of any length")]
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.api_key_mac_key).unwrap();
-        mac.update(key.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+    /// The stored forms of an API key under every configured secret, newest first: HMAC-SHA256
+    /// under a server key. API keys are 256 random bits, so a slow password hash would add
+    /// nothing but cost to every API request; the keyed MAC means a stolen table alone cannot be
+    /// used to test guesses.
+    pub fn api_key_hashes(&self, key: &str) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|k| hex(&hmac_sha256(&k.api_key_mac, key.as_bytes())))
+            .collect()
+    }
+
+    /// The stored form of an API key under the newest secret (hex, as `api_keys.key_hash`).
+    pub fn api_key_hash(&self, key: &str) -> String {
+        hex(&hmac_sha256(&self.newest().api_key_mac, key.as_bytes()))
     }
 }
 
-/// A new opaque secret of 256 random bits, URL-safe.
-pub fn random_secret() -> String {
-    let bytes: [u8; 32] = rand::random();
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// SHA-256 of an opaque random token (refresh tokens, recovery codes): random input needs no
-/// slow hash.
-pub fn sha256(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
+/// Reads the JOSE header without trusting it: `crit` names extensions the verifier must
+/// understand (RFC 7515 §4.1.11), and this server understands none, so such a token is refused.
+fn header_kid(token: &str) -> Result<Option<String>, TokenError> {
+    let encoded = token.split('.').next().ok_or(TokenError::MalformedHeader)?;
+    let raw = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| TokenError::MalformedHeader)?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&raw).map_err(|_| TokenError::MalformedHeader)?;
+    if header.contains_key("crit") {
+        return Err(TokenError::CriticalHeader);
+    }
+    Ok(header
+        .get("kid")
+        .and_then(|k| k.as_str())
+        .map(str::to_owned))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn keys(aud: &'static str, secret: &str) -> TokenKeys {
+    fn keys(realm: &'static str, secrets: &[&str]) -> TokenKeys {
+        let secrets: Vec<String> = secrets.iter().map(|s| (*s).to_owned()).collect();
         TokenKeys::new(
-            aud,
-            secret,
+            realm,
+            &secrets,
             Duration::from_secs(60),
             Duration::from_secs(600),
         )
     }
 
+    fn subject(session_id: Uuid) -> Subject<'static> {
+        Subject {
+            user_id: Uuid::nil(),
+            username: "alice",
+            role: "admin",
+            admin: true,
+            session_id,
+        }
+    }
+
+    const ONE: &str = "secret-one-secret-one-secret-one";
+    const TWO: &str = "secret-two-secret-two-secret-two";
+
+    fn sign(claims: &serde_json::Value, header: Header, secret: &str) -> String {
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("sign")
+    }
+
     #[test]
     fn tokens_round_trip_and_are_bound_to_their_realm() {
-        let slm = keys("slm", "secret-one-secret-one-secret-one");
-        let autobot = keys("autobot", "secret-one-secret-one-secret-one");
-        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
-        let token = slm.issue_access(user, session).expect("sign");
+        let slm = keys("slm", &[ONE]);
+        let session = Uuid::now_v7();
+        let token = slm.issue_access(&subject(session), None).expect("sign");
         let claims = slm.verify_access(&token).expect("verify");
-        assert_eq!((claims.sub, claims.sid), (user, session));
-        assert!(
-            autobot.verify_access(&token).is_err(),
-            "other audience accepted"
+        assert_eq!(
+            (claims.sub.as_str(), claims.sid, claims.realm.as_str()),
+            ("alice", session, "slm")
         );
-        let other_secret = keys("slm", "another-secret-another-secret-xx");
+        assert!(matches!(
+            keys("autobot", &[ONE]).verify_access(&token),
+            Err(TokenError::OtherRealm(_))
+        ));
         assert!(
-            other_secret.verify_access(&token).is_err(),
+            keys("slm", &[TWO]).verify_access(&token).is_err(),
             "other key accepted"
         );
     }
 
     #[test]
-    fn secrets_are_256_bits() {
-        let s = random_secret();
-        assert_eq!(URL_SAFE_NO_PAD.decode(&s).expect("b64").len(), 32);
-        assert_ne!(s, random_secret());
+    fn the_newest_secret_signs_and_every_secret_verifies() {
+        let old = keys("slm", &[ONE]);
+        let rotated = keys("slm", &[TWO, ONE]);
+        let before = old
+            .issue_access(&subject(Uuid::now_v7()), None)
+            .expect("old");
+        assert!(
+            rotated.verify_access(&before).is_ok(),
+            "old token still valid"
+        );
+        let after = rotated
+            .issue_access(&subject(Uuid::now_v7()), None)
+            .expect("new");
+        assert!(
+            keys("slm", &[TWO]).verify_access(&after).is_ok(),
+            "signed with the newest"
+        );
+        assert!(old.verify_access(&after).is_err());
+    }
+
+    #[test]
+    fn no_audience_and_expiry_capped_by_the_session() {
+        let slm = keys("slm", &[ONE]);
+        let end = chrono::Utc::now() + chrono::Duration::seconds(10);
+        let token = slm
+            .issue_access(&subject(Uuid::now_v7()), Some(end))
+            .expect("sign");
+        let payload = token.split('.').nth(1).expect("payload");
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+        assert!(claims.get("aud").is_none());
+        assert_eq!(claims["exp"], end.timestamp());
+    }
+
+    #[test]
+    fn a_future_nbf_and_a_crit_header_are_refused() {
+        let slm = keys("slm", &[ONE]);
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({"sub": "alice", "uid": Uuid::nil(), "role": "admin",
+            "admin": true, "realm": "slm", "sid": Uuid::nil(), "jti": "j", "iat": now, "exp": now + 60});
+        let valid = sign(&claims, Header::new(Algorithm::HS256), ONE);
+        assert!(slm.verify_access(&valid).is_ok());
+        let mut later = claims.clone();
+        later["nbf"] = serde_json::json!(now + 600);
+        let not_yet = sign(&later, Header::new(Algorithm::HS256), ONE);
+        assert!(
+            slm.verify_access(&not_yet).is_err(),
+            "nbf in the future accepted"
+        );
+        // A header with crit: encode by hand, jsonwebtoken's Header has no such field.
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#);
+        let body = valid.split('.').nth(1).expect("payload");
+        let signing_input = format!("{header}.{body}");
+        let signature =
+            URL_SAFE_NO_PAD.encode(hmac_sha256(ONE.as_bytes(), signing_input.as_bytes()));
+        let critical = format!("{signing_input}.{signature}");
+        assert!(matches!(
+            slm.verify_access(&critical),
+            Err(TokenError::CriticalHeader)
+        ));
+        let none_alg = sign(&claims, Header::new(Algorithm::HS384), ONE);
+        assert!(
+            slm.verify_access(&none_alg).is_err(),
+            "other algorithm accepted"
+        );
     }
 }

@@ -53,6 +53,9 @@ impl Email {
                 .chars()
                 .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
         let labels: Vec<&str> = domain.split('.').collect();
+        // A DNS name of at least two labels; the top-level one is not all digits (that would
+        // be an IP address) and may be an IDN in its `xn--` form. (Its length is DNS's
+        // business: the schema's `format: email` says no more.)
         let domain_ok = labels.len() >= 2
             && labels.iter().all(|label| {
                 !label.is_empty()
@@ -63,7 +66,7 @@ impl Email {
             })
             && labels
                 .last()
-                .is_some_and(|tld| tld.chars().all(char::is_alphabetic) && tld.len() >= 2);
+                .is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()));
         if !(local_ok && domain_ok) {
             return Err(EMAIL_ERROR.into());
         }
@@ -75,16 +78,47 @@ impl Email {
     }
 }
 
-/// A full name of at most 200 characters (trimmed; empty means none).
-pub fn parse_full_name(raw: &str) -> Result<Option<String>, String> {
+/// A name shown to people (a display name, a team name, a full name): at most `max`
+/// characters and no control character anywhere (a tab or a newline at either end included),
+/// as the published schema's `maxLength` and `pattern` say of what was sent; then trimmed of
+/// spaces. Empty means none.
+pub fn parse_name(raw: &str, max: usize, what: &str) -> Result<Option<String>, String> {
+    if raw.chars().count() > max {
+        return Err(format!("{what} must be at most {max} characters"));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
     let trimmed = raw.trim();
-    if trimmed.chars().count() > 200 {
-        return Err("Full name must be at most 200 characters".into());
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err("Full name must not contain control characters".into());
-    }
     Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
+}
+
+/// Free text (a bio, a reason, a comment): at most `max` characters, kept as written.
+pub fn parse_text(raw: &str, max: usize, what: &str) -> Result<Option<String>, String> {
+    if raw.chars().count() > max {
+        return Err(format!("{what} must be at most {max} characters"));
+    }
+    Ok((!raw.trim().is_empty()).then(|| raw.to_owned()))
+}
+
+/// An avatar URL: empty (none), or `http(s)://` and then no whitespace or control character, at
+/// most 500 characters: exactly the published pattern, with nothing trimmed.
+pub fn parse_avatar_url(raw: &str) -> Result<Option<String>, String> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"));
+    let ok = raw.chars().count() <= 500
+        && rest.is_some_and(|rest| {
+            !rest.is_empty() && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
+        });
+    if ok {
+        Ok(Some(raw.to_owned()))
+    } else {
+        Err("URL must be an http(s) URL of at most 500 characters".into())
+    }
 }
 
 static COMMON_PASSWORDS: LazyLock<HashSet<String>> = LazyLock::new(|| {
@@ -107,14 +141,28 @@ impl std::fmt::Debug for Password {
 }
 
 impl Password {
-    /// Checks `raw` against the policy; `username` and `email` are the account's own.
-    pub fn parse(raw: &str, username: &str, email: Option<&str>) -> Result<Self, String> {
+    /// Checks `raw` against the policy; `username` and `email` are the account's own, and
+    /// `max_bytes` the limit of the realm's hash (bcrypt reads 72 bytes, and the AutoBot
+    /// backend's `bcrypt.checkpw` refuses longer passwords rather than truncate them).
+    pub fn parse(
+        raw: &str,
+        username: &str,
+        email: Option<&str>,
+        max_bytes: Option<usize>,
+    ) -> Result<Self, String> {
         let len = raw.chars().count();
         if len < 8 {
             return Err("Password must be at least 8 characters long".into());
         }
         if len > 128 {
             return Err("Password must be at most 128 characters long".into());
+        }
+        if let Some(max) = max_bytes
+            && raw.len() > max
+        {
+            return Err(format!(
+                "Password must be at most {max} bytes in UTF-8 in this realm"
+            ));
         }
         let lower = raw.to_lowercase();
         if lower == username.to_lowercase() {
@@ -210,30 +258,113 @@ mod tests {
 
     #[test]
     fn passwords() {
-        assert!(Password::parse("correct horse battery", "alice", None).is_ok());
-        assert!(Password::parse("short", "alice", None).is_err());
-        assert!(Password::parse(&"x".repeat(129), "alice", None).is_err());
-        assert!(Password::parse("AliceAlice", "alicealice", None).is_err());
-        assert!(Password::parse("alice@example.com", "bob", Some("alice@example.com")).is_err());
-        assert!(Password::parse("password123", "bob", None).is_err());
-        assert!(Password::parse("Password1", "bob", None).is_err());
-        assert!(Password::parse("Monkey2026!", "bob", None).is_err());
+        assert!(Password::parse("correct horse battery", "alice", None, None).is_ok());
+        assert!(Password::parse("short", "alice", None, None).is_err());
+        assert!(Password::parse(&"x".repeat(129), "alice", None, None).is_err());
+        assert!(Password::parse("AliceAlice", "alicealice", None, None).is_err());
+        assert!(
+            Password::parse("alice@example.com", "bob", Some("alice@example.com"), None).is_err()
+        );
+        assert!(Password::parse("password123", "bob", None, None).is_err());
+        assert!(Password::parse("Password1", "bob", None, None).is_err());
+        assert!(Password::parse("Monkey2026!", "bob", None, None).is_err());
+        assert!(
+            Password::parse(&"é".repeat(40), "bob", None, Some(72)).is_err(),
+            "80 bytes"
+        );
+        assert!(Password::parse(&"e".repeat(72), "bob", None, Some(72)).is_ok());
         assert_eq!(
             format!(
                 "{:?}",
-                Password::parse("s3cret-value!", "bob", None).expect("ok")
+                Password::parse("s3cret-value!", "bob", None, None).expect("ok")
             ),
             "Password(***)"
         );
     }
 
     #[test]
-    fn full_names() {
+    fn names() {
         assert_eq!(
-            parse_full_name("  Alice A. ").expect("ok").as_deref(),
+            parse_name("  Alice A. ", 255, "Name")
+                .expect("ok")
+                .as_deref(),
             Some("Alice A.")
         );
-        assert_eq!(parse_full_name("").expect("ok"), None);
-        assert!(parse_full_name(&"x".repeat(201)).is_err());
+        assert_eq!(parse_name("", 255, "Name").expect("ok"), None);
+        assert!(parse_name(&"x".repeat(256), 255, "Name").is_err());
+        assert!(parse_name("a\tb", 255, "Name").is_err());
+        for edge in ["Team\t", "\nTeam", " Team\r\n", "\u{85}Team"] {
+            assert!(parse_name(edge, 255, "Name").is_err(), "{edge:?}");
+        }
+        assert_eq!(
+            parse_name("\u{a0}Team\u{3000}", 255, "Name").expect("ok"),
+            Some("Team".to_owned()),
+            "spaces that are not control characters are trimmed"
+        );
+        assert!(parse_avatar_url("https://example.com/a.png").is_ok());
+        assert!(parse_avatar_url("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn idn_top_level_domains_are_emails_too() {
+        assert!(Email::parse("a@example.xn--p1ai").is_ok());
+        assert!(Email::parse("a@10.0.0.1").is_err());
+    }
+
+    /// The `pattern` a schema publishes for one property.
+    fn published_pattern<T: utoipa::PartialSchema>(property: &str) -> regex::Regex {
+        let schema = serde_json::to_value(T::schema()).expect("schema");
+        let pattern = schema["properties"][property]["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{property} has a pattern"));
+        // Class shorthands mean other sets in other engines (Python's `\s` has U+001C-U+001F,
+        // JavaScript's U+FEFF): the published patterns spell their classes out.
+        assert!(
+            !pattern.contains("\\s") && !pattern.contains("\\S"),
+            "{property}: {pattern}"
+        );
+        regex::Regex::new(pattern).expect("a valid pattern")
+    }
+
+    /// For every character, alone or around a letter, the published patterns of names and of
+    /// the deny comment accept exactly what these rules accept, so a client validating with
+    /// the document and the server never disagree (the fuzzer checks this from outside).
+    #[test]
+    fn the_published_patterns_say_what_the_rules_do() {
+        let team = published_pattern::<crate::teams::dto::CreateTeamRequest>("name");
+        let display = published_pattern::<crate::users::dto::CreateUserRequest>("display_name");
+        let comment = published_pattern::<crate::access_requests::dto::DenyRequest>("comment");
+        let avatar = published_pattern::<crate::users::dto::UpdateUserRequest>("avatar_url");
+        for c in (0..=0x10_ffff_u32).filter_map(char::from_u32) {
+            for value in [c.to_string(), format!("a{c}"), format!("{c}a")] {
+                let name = parse_name(&value, 255, "Name");
+                assert_eq!(
+                    team.is_match(&value),
+                    matches!(name, Ok(Some(_))),
+                    "team {value:?}"
+                );
+                assert_eq!(display.is_match(&value), name.is_ok(), "display {value:?}");
+                let text = parse_text(&value, 2000, "Comment");
+                let nul = value.contains('\0');
+                assert_eq!(
+                    comment.is_match(&value),
+                    !nul && matches!(text, Ok(Some(_))),
+                    "comment {value:?}"
+                );
+            }
+            for value in [
+                c.to_string(),
+                format!("http://a{c}"),
+                format!("https://{c}"),
+            ] {
+                let nul = value.contains('\0');
+                let url = parse_avatar_url(&value);
+                assert_eq!(
+                    avatar.is_match(&value),
+                    !nul && url.is_ok(),
+                    "avatar {value:?}"
+                );
+            }
+        }
     }
 }

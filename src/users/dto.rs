@@ -1,99 +1,193 @@
-//! Request and response bodies of the user endpoints (same shapes in both realms).
+//! Request and response bodies of the user and role endpoints (the same shapes in both realms:
+//! the dashboard's `SlmUserResponse`, docs/api.md §3).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::extract::double_option;
-use crate::users::db::User;
+use crate::extract::{double_option, not_null};
+use crate::users::db::{Role, User};
 
-/// A user as every endpoint returns it. Never carries a password hash.
+/// A role as every endpoint shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoleResponse {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub is_system: bool,
+}
+
+impl From<Role> for RoleResponse {
+    fn from(r: Role) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            is_system: r.is_system,
+        }
+    }
+}
+
+/// A user as every endpoint returns it. Never carries a password hash or a secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserResponse {
     pub id: Uuid,
     pub username: String,
-    pub email: Option<String>,
-    pub full_name: Option<String>,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub bio: Option<String>,
+    pub avatar_url: Option<String>,
+    pub org_id: Option<Uuid>,
     pub is_active: bool,
-    /// True exactly when `roles` holds `admin`.
-    pub is_admin: bool,
-    pub roles: Vec<String>,
+    pub is_verified: bool,
     pub mfa_enabled: bool,
+    /// True exactly when `roles` holds `admin`.
+    pub is_platform_admin: bool,
+    #[schema(value_type = Object)]
+    pub preferences: serde_json::Value,
+    /// Highest role first.
+    pub roles: Vec<RoleResponse>,
     pub must_change_password: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    pub last_login_at: Option<DateTime<Utc>>,
 }
 
 impl From<User> for UserResponse {
     fn from(u: User) -> Self {
         Self {
-            is_admin: u.has_role(crate::realm::ADMIN_ROLE),
             id: u.id,
             username: u.username,
             email: u.email,
-            full_name: u.full_name,
+            display_name: u.display_name,
+            bio: u.bio,
+            avatar_url: u.avatar_url,
+            org_id: u.org_id,
             is_active: u.is_active,
-            roles: u.roles,
+            is_verified: u.is_verified,
             mfa_enabled: u.mfa_enabled,
+            is_platform_admin: u.is_platform_admin,
+            preferences: u.preferences.0,
+            roles: u.roles.0.into_iter().map(RoleResponse::from).collect(),
             must_change_password: u.must_change_password,
+            last_login_at: u.last_login_at,
             created_at: u.created_at,
             updated_at: u.updated_at,
-            last_login_at: u.last_login_at,
         }
     }
 }
 
-/// UserCreate.
+/// UserCreate (docs/api.md §3).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
-    /// 3–64 letters, digits, `.`, `_`, `-`; unique case-insensitively.
+    /// Unique case-insensitively.
+    #[schema(pattern = "^[A-Za-z0-9._-]{3,64}$", min_length = 3, max_length = 64)]
     pub username: String,
-    /// 8–128 characters; not the username or e-mail; not a common password.
+    /// Unique case-insensitively.
+    #[schema(format = "email", max_length = 254)]
+    pub email: String,
+    /// Not the username or the e-mail, not a common password; at most 72 bytes where the realm
+    /// stores bcrypt (the AutoBot realm by default).
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
-    pub email: Option<String>,
-    pub full_name: Option<String>,
-    /// Grants the `admin` role.
-    pub is_admin: Option<bool>,
-    /// Defaults to the realm's base role (`user`, or `viewer` in the SLM realm).
+    #[schema(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub display_name: Option<String>,
+    /// Role names; default the realm's base role (`user`, or `viewer` in the SLM realm).
     pub roles: Option<Vec<String>>,
+    /// Role ids, as the dashboard sends them (see `GET /api/{realm}-roles`).
+    pub role_ids: Option<Vec<Uuid>>,
+    /// Grants `admin`.
+    pub is_platform_admin: Option<bool>,
+    /// A synonym of `is_platform_admin`.
+    pub is_admin: Option<bool>,
     pub is_active: Option<bool>,
+    /// The organization; the default organization when absent.
+    pub org_id: Option<Uuid>,
 }
 
-/// UserUpdate: every field optional; `null` clears `email` and `full_name`.
+/// UserUpdate: every field optional; `null` clears `display_name`, `bio` and `avatar_url`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = String, format = "email", max_length = 254)]
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9._-]{3,64}$", min_length = 3, max_length = 64)]
+    pub username: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub email: Option<Option<String>>,
+    #[schema(value_type = Option<String>, max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub display_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub full_name: Option<Option<String>>,
+    #[schema(value_type = Option<String>, max_length = 2000)]
+    pub bio: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 500, pattern = "^(https?://[^\\u0000-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+)?$")]
+    pub avatar_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = Object)]
+    pub preferences: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
     pub password: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = bool)]
     pub is_active: Option<bool>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = bool)]
+    pub is_platform_admin: Option<bool>,
+    /// A synonym of `is_platform_admin`.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = bool)]
     pub is_admin: Option<bool>,
 }
 
-/// Roles to add.
+/// Roles to add: names or ids.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RolesRequest {
-    pub roles: Vec<String>,
+    pub roles: Option<Vec<String>>,
+    pub role_ids: Option<Vec<Uuid>>,
 }
 
 /// Query of a user list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
-    /// Rows to skip (>= 0).
+    /// Rows to skip.
+    #[param(minimum = 0)]
     pub skip: Option<i64>,
-    /// Rows to return (1..=1000, default 100).
+    /// A synonym of `skip`.
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
+    /// Rows to return (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
-    /// Case-insensitive substring of username, email or full name.
+    /// Case-insensitive substring of username, email or display name.
+    #[param(max_length = 200)]
     pub search: Option<String>,
     pub is_active: Option<bool>,
-    /// Only users holding this role.
+    /// Only users holding this role (a name); blank means any.
     pub role: Option<String>,
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserResponse>,
+    /// All matches: exact when at most 10,000 are expected, else the database's estimate.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A realm's roles.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoleList {
+    pub roles: Vec<RoleResponse>,
+    pub total: i64,
 }
 
 /// Path of a single user.
@@ -108,5 +202,6 @@ pub struct UserPath {
 #[into_params(parameter_in = Path)]
 pub struct UserRolePath {
     pub user_id: Uuid,
+    /// A role name or id.
     pub role: String,
 }

@@ -1,240 +1,249 @@
-//! User endpoints, mounted once per realm (`/api/slm-users`, `/api/autobot-users`):
-//! extract → parse → authorize → service → respond.
+//! User and role endpoints, mounted once per realm (`/api/slm-users`, `/api/autobot-users`,
+//! `/api/{slm,autobot}-roles`): extract → parse → authorize → service → respond.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
-use crate::auth::authz::{self, Perm};
+use crate::auth::authz::{Authorized, CanRead, CanWrite};
+
 use crate::auth::principal::Operator;
-use crate::domain::{Email, Errors, Password, Username, parse_full_name};
-use crate::error::{ApiError, FieldError};
+use crate::domain::{Email, Errors, Password, Username, parse_avatar_url, parse_name, parse_text};
+use crate::error::{ApiError, FieldError, HTTPValidationError, HttpError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{Listed, Page, search_term};
-use crate::realm::ADMIN_ROLE;
 use crate::state::Scoped;
-use crate::users::db::UserFilter;
+use crate::users::db::{ProfileChange, UserFilter};
 use crate::users::dto::{
-    CreateUserRequest, ListUsersQuery, RolesRequest, UpdateUserRequest, UserPath, UserResponse,
-    UserRolePath,
+    CreateUserRequest, ListUsersQuery, RoleList, RoleResponse, RolesRequest, UpdateUserRequest,
+    UserList, UserPath, UserResponse, UserRolePath,
 };
-use crate::users::service::{self, NewUser, UserPatch, parse_roles};
+use crate::users::service::{self, Credential, NewUser, RoleInput, UserPatch};
+
+/// The one `admin` flag of a request, under either of its names.
+fn admin_flag(platform: Option<bool>, legacy: Option<bool>, errors: &mut Errors) -> Option<bool> {
+    match (platform, legacy) {
+        (Some(a), Some(b)) if a != b => {
+            errors.push(FieldError::body(
+                "is_admin",
+                "is_admin and is_platform_admin disagree",
+            ));
+            None
+        }
+        (a, b) => a.or(b),
+    }
+}
 
 /// Create a user.
 #[utoipa::path(post, path = "", request_body = CreateUserRequest,
-    responses((status = 201, body = UserResponse), (status = 409, body = crate::openapi::HttpError),
-              (status = 422, body = crate::openapi::HTTPValidationError)),
+    responses((status = 201, body = UserResponse), (status = 409, body = HttpError),
+              (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn create_user(
     State(ctx): State<Scoped>,
-    Operator(op): Operator,
+    Authorized(op, _): Authorized<CanWrite>,
     ApiJson(body): ApiJson<CreateUserRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authz::require(&op, Perm::WriteUsers(ctx.realm.id()))?;
-    let policy = ctx.realm.policy();
     let mut errors = Errors::default();
     let username = errors.body("username", Username::parse(&body.username));
-    let email = match body.email.as_deref().map(str::trim) {
-        None | Some("") => Some(None),
-        Some(raw) => errors.body("email", Email::parse(raw)).map(Some),
-    };
-    let full_name = match body.full_name.as_deref() {
+    let email = errors.body("email", Email::parse(&body.email));
+    let display_name = match body.display_name.as_deref() {
         None => Some(None),
-        Some(raw) => errors.body("full_name", parse_full_name(raw)),
+        Some(raw) => errors.body("display_name", parse_name(raw, 255, "Display name")),
     };
     let password = errors.body(
         "password",
         Password::parse(
             &body.password,
             &body.username,
-            email.as_ref().and_then(|e| e.as_ref().map(Email::as_str)),
+            email.as_ref().map(Email::as_str),
+            ctx.realm.scheme().max_password_bytes(),
         ),
     );
-    let mut roles = match body.roles.as_deref() {
-        None => Some(vec![policy.default_role.to_owned()]),
-        Some(list) => match parse_roles(&ctx.realm, list, "roles") {
-            Ok(roles) => Some(roles),
-            Err(ApiError::Validation(list_errors)) => {
-                list_errors.into_iter().for_each(|e| errors.push(e));
-                None
-            }
-            Err(other) => return Err(other),
-        },
-    };
-    if let Some(roles) = roles.as_mut() {
-        match body.is_admin {
-            Some(true) if !roles.iter().any(|r| r == ADMIN_ROLE) => roles.push(ADMIN_ROLE.into()),
-            Some(false) if roles.iter().any(|r| r == ADMIN_ROLE) => errors.push(FieldError::body(
-                "is_admin",
-                "is_admin is false but roles contains admin",
-            )),
-            _ => {}
-        }
-    }
+    let admin = admin_flag(body.is_platform_admin, body.is_admin, &mut errors);
     let new = errors.finish(|| {
         Some(NewUser {
             username: username?,
             email: email?,
-            full_name: full_name?,
-            password: password?,
-            roles: roles?,
+            display_name: display_name?,
+            credential: Credential::Password(password?),
+            roles: RoleInput {
+                names: body.roles,
+                ids: body.role_ids,
+            },
+            admin: admin.unwrap_or(false),
             is_active: body.is_active.unwrap_or(true),
             must_change_password: false,
+            org_id: body.org_id,
         })
     })?;
-    if new.roles.iter().any(|r| r == ADMIN_ROLE) {
-        authz::require(&op, Perm::ManageAdmins)?;
-    }
-    let user = service::create(&ctx.app, &ctx.realm, &op.actor(), new).await?;
-    Ok((StatusCode::CREATED, axum::Json(UserResponse::from(user))))
+    let user = service::create_by(&ctx.app, &ctx.realm, &op, new).await?;
+    Ok((StatusCode::CREATED, ApiJson(UserResponse::from(user))))
 }
 
-/// List users.
+/// List users, newest first.
 #[utoipa::path(get, path = "", params(ListUsersQuery),
-    responses((status = 200, body = Vec<UserResponse>, headers(("x-total-count" = i64, description = "Total matches")))),
+    responses((status = 200, body = UserList, headers(("x-total-count" = i64, description = "All matches")))),
     security(("bearer" = [])))]
 pub async fn list_users(
     State(ctx): State<Scoped>,
-    Operator(op): Operator,
+    _allowed: Authorized<CanRead>,
     ApiQuery(query): ApiQuery<ListUsersQuery>,
-) -> Result<Listed<UserResponse>, ApiError> {
-    authz::require(&op, Perm::ReadUsers(ctx.realm.id()))?;
-    let page = Page::parse(query.skip, query.limit, 1000)?;
-    if let Some(role) = &query.role
-        && ctx.realm.policy().rank_of(role).is_none()
-    {
-        return Err(ApiError::field(FieldError::query(
-            "role",
-            format!(
-                "Unknown role; expected one of: {}",
-                ctx.realm.policy().roles.join(", ")
-            ),
-        )));
-    }
+) -> Result<Listed<UserList>, ApiError> {
+    let page = Page::parse(query.skip, query.offset, query.limit, 1000)?;
+    let search = search_term(query.search)?;
     let filter = UserFilter {
-        search: search_term(query.search),
+        search,
         is_active: query.is_active,
-        role: query.role,
+        // A role nobody holds (or that does not exist) simply matches no one.
+        role: query.role.filter(|r| !r.trim().is_empty()),
         skip: page.skip,
         limit: page.limit,
     };
     let (users, total) = service::list(&ctx.realm, &filter).await?;
-    Ok(Listed(
-        users.into_iter().map(UserResponse::from).collect(),
+    let body = UserList {
+        users: users.into_iter().map(UserResponse::from).collect(),
         total,
-    ))
+        limit: page.limit,
+        offset: page.skip,
+    };
+    Ok(Listed(body, total))
 }
 
 /// Get a user.
 #[utoipa::path(get, path = "/{user_id}", params(UserPath),
-    responses((status = 200, body = UserResponse), (status = 404, body = crate::openapi::HttpError)),
+    responses((status = 200, body = UserResponse), (status = 404, body = HttpError)),
     security(("bearer" = [])))]
 pub async fn get_user(
     State(ctx): State<Scoped>,
-    Operator(op): Operator,
+    _allowed: Authorized<CanRead>,
     ApiPath(path): ApiPath<UserPath>,
-) -> Result<axum::Json<UserResponse>, ApiError> {
-    authz::require(&op, Perm::ReadUsers(ctx.realm.id()))?;
+) -> Result<ApiJson<UserResponse>, ApiError> {
     let user = service::get(&ctx.realm, path.user_id).await?;
-    Ok(axum::Json(user.into()))
+    Ok(ApiJson(user.into()))
+}
+
+fn parse_patch(body: UpdateUserRequest) -> Result<UserPatch, ApiError> {
+    let mut errors = Errors::default();
+    let email = match body.email.as_deref() {
+        None => Some(None),
+        Some(raw) => errors
+            .body("email", Email::parse(raw))
+            .map(|e| Some(e.as_str().to_owned())),
+    };
+    let username = match body.username.as_deref() {
+        None => Some(None),
+        Some(raw) => errors
+            .body("username", Username::parse(raw))
+            .map(|u| Some(u.as_str().to_owned())),
+    };
+    let nullable = |errors: &mut Errors,
+                    field: &str,
+                    value: Option<Option<String>>,
+                    parse: &dyn Fn(&str) -> Result<Option<String>, String>| {
+        match value {
+            None => Some(None),
+            Some(None) => Some(Some(None)),
+            Some(Some(raw)) => errors.body(field, parse(&raw)).map(Some),
+        }
+    };
+    let display_name = nullable(&mut errors, "display_name", body.display_name, &|raw| {
+        parse_name(raw, 255, "Display name")
+    });
+    let bio = nullable(&mut errors, "bio", body.bio, &|raw| {
+        parse_text(raw, 2000, "Bio")
+    });
+    let avatar_url = nullable(
+        &mut errors,
+        "avatar_url",
+        body.avatar_url,
+        &parse_avatar_url,
+    );
+    let admin = admin_flag(body.is_platform_admin, body.is_admin, &mut errors);
+    errors.finish(|| {
+        Some(UserPatch {
+            profile: ProfileChange {
+                email: email?,
+                username: username?,
+                display_name: display_name?,
+                bio: bio?,
+                avatar_url: avatar_url?,
+                preferences: body.preferences.map(serde_json::Value::Object),
+                is_active: body.is_active,
+            },
+            password: body.password,
+            admin,
+        })
+    })
 }
 
 /// Update a user.
 #[utoipa::path(patch, path = "/{user_id}", params(UserPath), request_body = UpdateUserRequest,
-    responses((status = 200, body = UserResponse), (status = 404, body = crate::openapi::HttpError),
-              (status = 409, body = crate::openapi::HttpError), (status = 422, body = crate::openapi::HTTPValidationError)),
+    responses((status = 200, body = UserResponse), (status = 404, body = HttpError),
+              (status = 409, body = HttpError), (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn update_user(
     State(ctx): State<Scoped>,
-    Operator(op): Operator,
+    Authorized(op, _): Authorized<CanWrite>,
     ApiPath(path): ApiPath<UserPath>,
     ApiJson(body): ApiJson<UpdateUserRequest>,
-) -> Result<axum::Json<UserResponse>, ApiError> {
-    authz::require(&op, Perm::WriteUsers(ctx.realm.id()))?;
-    let mut errors = Errors::default();
-    let email = match &body.email {
-        None => Some(None),
-        Some(None) => Some(Some(None)),
-        Some(Some(raw)) if raw.trim().is_empty() => Some(Some(None)),
-        Some(Some(raw)) => errors
-            .body("email", Email::parse(raw))
-            .map(|e| Some(Some(e))),
-    };
-    let full_name = match &body.full_name {
-        None => Some(None),
-        Some(None) => Some(Some(None)),
-        Some(Some(raw)) => errors.body("full_name", parse_full_name(raw)).map(Some),
-    };
-    let patch = errors.finish(|| {
-        Some(UserPatch {
-            email: email?,
-            full_name: full_name?,
-            password: body.password.clone(),
-            is_active: body.is_active,
-            is_admin: body.is_admin,
-        })
-    })?;
+) -> Result<ApiJson<UserResponse>, ApiError> {
+    let patch = parse_patch(body)?;
     let user = service::update(&ctx.app, &ctx.realm, &op, path.user_id, patch).await?;
-    Ok(axum::Json(user.into()))
+    Ok(ApiJson(user.into()))
 }
 
 /// Delete a user.
 #[utoipa::path(delete, path = "/{user_id}", params(UserPath),
-    responses((status = 204), (status = 404, body = crate::openapi::HttpError), (status = 409, body = crate::openapi::HttpError)),
+    responses((status = 204), (status = 404, body = HttpError), (status = 409, body = HttpError)),
     security(("bearer" = [])))]
 pub async fn delete_user(
     State(ctx): State<Scoped>,
-    Operator(op): Operator,
+    Authorized(op, _): Authorized<CanWrite>,
     ApiPath(path): ApiPath<UserPath>,
 ) -> Result<StatusCode, ApiError> {
-    authz::require(&op, Perm::WriteUsers(ctx.realm.id()))?;
     service::delete(&ctx.realm, &op, path.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Add roles to a user.
+/// Add roles to a user (by name or id).
 #[utoipa::path(post, path = "/{user_id}/roles", params(UserPath), request_body = RolesRequest,
-    responses((status = 200, body = UserResponse), (status = 404, body = crate::openapi::HttpError),
-              (status = 422, body = crate::openapi::HTTPValidationError)),
+    responses((status = 200, body = UserResponse), (status = 404, body = HttpError),
+              (status = 409, body = HttpError), (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn add_user_roles(
     State(ctx): State<Scoped>,
-    Operator(op): Operator,
+    Authorized(op, _): Authorized<CanWrite>,
     ApiPath(path): ApiPath<UserPath>,
     ApiJson(body): ApiJson<RolesRequest>,
-) -> Result<axum::Json<UserResponse>, ApiError> {
-    authz::require(&op, Perm::WriteUsers(ctx.realm.id()))?;
-    let roles = parse_roles(&ctx.realm, &body.roles, "roles")?;
-    if roles.is_empty() {
-        return Err(ApiError::field(FieldError::body(
-            "roles",
-            "At least one role is required",
-        )));
-    }
-    let user = service::add_roles(&ctx.realm, &op, path.user_id, roles).await?;
-    Ok(axum::Json(user.into()))
+) -> Result<ApiJson<UserResponse>, ApiError> {
+    let input = RoleInput {
+        names: body.roles,
+        ids: body.role_ids,
+    };
+    let user = service::add_roles(&ctx.realm, &op, path.user_id, input).await?;
+    Ok(ApiJson(user.into()))
 }
 
-/// Remove a role from a user.
+/// Remove a role (a name or an id) from a user.
 #[utoipa::path(delete, path = "/{user_id}/roles/{role}", params(UserRolePath),
-    responses((status = 200, body = UserResponse), (status = 404, body = crate::openapi::HttpError), (status = 409, body = crate::openapi::HttpError)),
+    responses((status = 200, body = UserResponse), (status = 404, body = HttpError), (status = 409, body = HttpError)),
     security(("bearer" = [])))]
 pub async fn remove_user_role(
     State(ctx): State<Scoped>,
-    Operator(op): Operator,
+    Authorized(op, _): Authorized<CanWrite>,
     ApiPath(path): ApiPath<UserRolePath>,
-) -> Result<axum::Json<UserResponse>, ApiError> {
-    authz::require(&op, Perm::WriteUsers(ctx.realm.id()))?;
+) -> Result<ApiJson<UserResponse>, ApiError> {
     let user = service::remove_role(&ctx.realm, &op, path.user_id, &path.role).await?;
-    Ok(axum::Json(user.into()))
+    Ok(ApiJson(user.into()))
 }
 
 /// Clear a brute-force lockout.
 #[utoipa::path(post, path = "/{user_id}/unlock", params(UserPath),
-    responses((status = 204), (status = 404, body = crate::openapi::HttpError)), security(("bearer" = [])))]
+    responses((status = 204), (status = 404, body = HttpError)), security(("bearer" = [])))]
 pub async fn unlock_user(
     State(ctx): State<Scoped>,
-    Operator(op): Operator,
+    Authorized(op, _): Authorized<CanWrite>,
     ApiPath(path): ApiPath<UserPath>,
 ) -> Result<StatusCode, ApiError> {
     service::unlock(&ctx.realm, &op, path.user_id).await?;
@@ -243,12 +252,40 @@ pub async fn unlock_user(
 
 /// End every session and API key of a user.
 #[utoipa::path(post, path = "/{user_id}/revoke-sessions", params(UserPath),
-    responses((status = 204), (status = 404, body = crate::openapi::HttpError)), security(("bearer" = [])))]
+    responses((status = 204), (status = 404, body = HttpError)), security(("bearer" = [])))]
 pub async fn revoke_user_sessions(
     State(ctx): State<Scoped>,
-    Operator(op): Operator,
+    Authorized(op, _): Authorized<CanWrite>,
     ApiPath(path): ApiPath<UserPath>,
 ) -> Result<StatusCode, ApiError> {
     service::revoke_sessions(&ctx.realm, &op, path.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Everything stored about a user (GDPR art. 15).
+#[utoipa::path(get, path = "/{user_id}/export", params(UserPath),
+    responses((status = 200, body = Object), (status = 404, body = HttpError)), security(("bearer" = [])))]
+pub async fn export_user(
+    State(ctx): State<Scoped>,
+    Authorized(op, _): Authorized<CanWrite>,
+    ApiPath(path): ApiPath<UserPath>,
+) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    service::export(&ctx.realm, &op, path.user_id)
+        .await
+        .map(ApiJson)
+}
+
+/// The realm's roles, to map `role_ids` (any SLM principal).
+#[utoipa::path(get, path = "", responses((status = 200, body = RoleList)), security(("bearer" = [])))]
+pub async fn list_roles(
+    State(ctx): State<Scoped>,
+    Operator(_op): Operator,
+) -> Result<ApiJson<RoleList>, ApiError> {
+    let roles: Vec<RoleResponse> = service::roles(&ctx.realm)
+        .await?
+        .into_iter()
+        .map(RoleResponse::from)
+        .collect();
+    let total = i64::try_from(roles.len()).unwrap_or(i64::MAX);
+    Ok(ApiJson(RoleList { roles, total }))
 }

@@ -1,42 +1,45 @@
-//! User management, written once and mounted for each realm.
+//! User management, written once and mounted for each realm: users, their roles, and the
+//! realm's roles.
 
 pub mod db;
 pub mod dto;
 mod handlers;
 pub mod service;
 
-use axum::Router;
-use axum::routing::{delete, get, post};
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::Scoped;
 
-/// The user routes of one realm (the router state names the realm).
-pub fn routes() -> Router<Scoped> {
+/// The user routes of one realm (the router state names the realm). The per-user sessions
+/// and MFA reset are auth's handlers, mounted here under the user.
+pub fn router() -> OpenApiRouter<Scoped> {
     use handlers::*;
-    Router::new()
-        .route("/", get(list_users).post(create_user))
-        .route(
-            "/{user_id}",
-            get(get_user).patch(update_user).delete(delete_user),
-        )
-        .route("/{user_id}/roles", post(add_user_roles))
-        .route("/{user_id}/roles/{role}", delete(remove_user_role))
-        .route("/{user_id}/unlock", post(unlock_user))
-        .route("/{user_id}/revoke-sessions", post(revoke_user_sessions))
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(add_user_roles))
+        .routes(routes!(remove_user_role))
+        .routes(routes!(unlock_user))
+        .routes(routes!(revoke_user_sessions))
+        .routes(routes!(crate::auth::handlers::list_user_sessions))
+        .routes(routes!(crate::auth::mfa_handlers::reset_user_mfa))
 }
 
-/// The OpenAPI description of [`routes`], nested under each realm's prefix.
-#[derive(OpenApi)]
-#[openapi(paths(
-    handlers::create_user,
-    handlers::list_users,
-    handlers::get_user,
-    handlers::update_user,
-    handlers::delete_user,
-    handlers::add_user_roles,
-    handlers::remove_user_role,
-    handlers::unlock_user,
-    handlers::revoke_user_sessions
-))]
-pub struct ApiDoc;
+/// What `/api/autobot-users` adds: the GDPR export, a user's teams, and the API keys admins
+/// issue for a user.
+pub fn autobot_router() -> OpenApiRouter<Scoped> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::export_user))
+        .routes(routes!(crate::teams::handlers::list_user_teams))
+        .routes(routes!(
+            crate::auth::api_key_handlers::list_user_api_keys,
+            crate::auth::api_key_handlers::create_user_api_key
+        ))
+        .routes(routes!(crate::auth::api_key_handlers::revoke_user_api_key))
+}
+
+/// `/api/{slm,autobot}-roles`.
+pub fn roles_router() -> OpenApiRouter<Scoped> {
+    OpenApiRouter::new().routes(routes!(handlers::list_roles))
+}

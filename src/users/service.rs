@@ -1,7 +1,9 @@
 //! The rules of user management, written once for both realms: every function takes the
 //! target `&Realm`, and realm differences come from its policy.
+//!
+//! Passwords are hashed before any transaction opens, so that no row lock waits on a hash.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde_json::json;
 use tracing::instrument;
@@ -10,98 +12,164 @@ use uuid::Uuid;
 use crate::audit::{self, Actor};
 use crate::auth::authz::{self, Perm};
 use crate::auth::principal::Principal;
+use crate::database::{Db, Tx};
 use crate::domain::{Email, Password, Username};
-use crate::error::{ApiError, FieldError, constraint_conflict};
+use crate::error::{ApiError, FieldError, LocItem, constraint_conflict};
 use crate::outbox;
 use crate::realm::{ADMIN_ROLE, Realm};
 use crate::state::AppState;
-use crate::users::db::{self, NewUserRow, USER_CONFLICTS, User, UserFilter};
+use crate::users::db::{self, NewUserRow, ProfileChange, Role, USER_CONFLICTS, User, UserFilter};
+
+const NOT_FOUND: ApiError = ApiError::NotFound("User not found");
+
+/// Roles named in a request, by name or by id.
+#[derive(Debug, Default, Clone)]
+pub struct RoleInput {
+    pub names: Option<Vec<String>>,
+    pub ids: Option<Vec<Uuid>>,
+}
+
+impl RoleInput {
+    pub fn is_empty(&self) -> bool {
+        self.names.as_ref().is_none_or(Vec::is_empty) && self.ids.as_ref().is_none_or(Vec::is_empty)
+    }
+}
+
+/// The roles of `known` (the realm's) named by `input`, or 422s pointing at each unknown entry
+/// (`["body", "roles", i]` or `["body", "role_ids", i]`).
+pub fn pick_roles(known: &[Role], input: &RoleInput) -> Result<Vec<Role>, Vec<FieldError>> {
+    let mut picked: BTreeMap<Uuid, Role> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (i, name) in input.names.iter().flatten().enumerate() {
+        match known.iter().find(|r| &r.name == name) {
+            Some(role) => {
+                picked.insert(role.id, role.clone());
+            }
+            None => errors.push(FieldError::at(
+                vec!["body".into(), "roles".into(), LocItem::Index(i)],
+                format!(
+                    "Unknown role {name:?}; expected one of: {}",
+                    known
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "value_error",
+            )),
+        }
+    }
+    for (i, id) in input.ids.iter().flatten().enumerate() {
+        match known.iter().find(|r| &r.id == id) {
+            Some(role) => {
+                picked.insert(role.id, role.clone());
+            }
+            None => errors.push(FieldError::at(
+                vec!["body".into(), "role_ids".into(), LocItem::Index(i)],
+                "Role not found",
+                "value_error",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(picked.into_values().collect())
+    } else {
+        Err(errors)
+    }
+}
+
+/// The realm's roles named by `input`, or 422s pointing at each unknown entry.
+pub async fn resolve_roles(db: &mut impl Db, input: &RoleInput) -> Result<Vec<Role>, ApiError> {
+    let known = db::roles(db).await?;
+    pick_roles(&known, input).map_err(ApiError::Validation)
+}
+
+/// The roles a new user gets: those named, the realm's base role when none is, and `admin`
+/// when asked for with the flag.
+pub fn roles_of_new_user(
+    known: &[Role],
+    realm: &Realm,
+    new: &NewUser,
+) -> Result<Vec<Role>, Vec<FieldError>> {
+    let named = if new.roles.is_empty() {
+        RoleInput {
+            names: Some(vec![realm.policy().default_role.to_owned()]),
+            ids: None,
+        }
+    } else {
+        new.roles.clone()
+    };
+    let mut roles = pick_roles(known, &named)?;
+    if new.admin && !roles.iter().any(|r| r.name == ADMIN_ROLE) {
+        roles.extend(known.iter().find(|r| r.name == ADMIN_ROLE).cloned());
+    }
+    Ok(roles)
+}
+
+/// The realm's role named `name`.
+pub async fn role_named(db: &mut impl Db, name: &str) -> Result<Role, ApiError> {
+    db::roles(db)
+        .await?
+        .into_iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "the realm has no {name} role (not seeded?)"
+            ))
+        })
+}
+
+/// How a new user's password is given.
+#[derive(Debug)]
+pub enum Credential {
+    /// A password to hash with the realm's scheme.
+    Password(Password),
+    /// A hash made elsewhere (`import-users`): Argon2 or bcrypt, upgraded at the next login.
+    Hash(String),
+}
 
 /// A user to create, already parsed.
 #[derive(Debug)]
 pub struct NewUser {
     pub username: Username,
-    pub email: Option<Email>,
-    pub full_name: Option<String>,
-    pub password: Password,
-    pub roles: Vec<String>,
+    pub email: Email,
+    pub display_name: Option<String>,
+    pub credential: Credential,
+    pub roles: RoleInput,
+    /// Grants `admin` on top of `roles`.
+    pub admin: bool,
     pub is_active: bool,
     pub must_change_password: bool,
+    pub org_id: Option<Uuid>,
 }
 
-/// Changes to a user; the password is checked against the policy once the user is known.
+/// Changes to a user, parsed; the password is checked against the policy once the user is
+/// known.
 #[derive(Debug, Default)]
 pub struct UserPatch {
-    pub email: Option<Option<Email>>,
-    pub full_name: Option<Option<String>>,
+    pub profile: ProfileChange,
     pub password: Option<String>,
-    pub is_active: Option<bool>,
-    pub is_admin: Option<bool>,
+    pub admin: Option<bool>,
 }
 
-const NOT_FOUND: ApiError = ApiError::NotFound("User not found");
-
-/// Checks role names against the realm; errors point at `loc_prefix` + index.
-pub fn parse_roles(
-    realm: &Realm,
-    roles: &[String],
-    loc_field: &str,
-) -> Result<Vec<String>, ApiError> {
-    let policy = realm.policy();
-    let mut errors = Vec::new();
-    let mut parsed = BTreeSet::new();
-    for (i, role) in roles.iter().enumerate() {
-        if policy.rank_of(role).is_some() {
-            parsed.insert(role.clone());
-        } else {
-            errors.push(FieldError {
-                loc: vec![json!("body"), json!(loc_field), json!(i)],
-                msg: format!(
-                    "Unknown role {role:?}; expected one of: {}",
-                    policy.roles.join(", ")
-                ),
-                kind: "value_error".into(),
-            });
-        }
-    }
-    if errors.is_empty() {
-        Ok(parsed.into_iter().collect())
-    } else {
-        Err(ApiError::Validation(errors))
-    }
-}
-
-/// Changes that touch an admin (granting, withdrawing, or changing an admin account) need
-/// SLM admin rights, so that a manager can never escalate or remove an admin.
-pub fn require_for_target(
-    operator: &Principal,
-    realm: &Realm,
-    target: &User,
-) -> Result<(), ApiError> {
+/// Changes that touch an admin (granting, withdrawing, or changing an admin account) need the
+/// realm's admin permission, so that a manager can never escalate or remove an admin.
+fn require_for_target(operator: &Principal, realm: &Realm, target: &User) -> Result<(), ApiError> {
     authz::require(operator, Perm::WriteUsers(realm.id()))?;
     if target.has_role(ADMIN_ROLE) {
-        authz::require(operator, Perm::ManageAdmins)?;
+        authz::require(operator, Perm::ManageAdmins(realm.id()))?;
     }
     Ok(())
 }
 
 /// Refuses a change that would leave the realm without an active admin. Takes the realm-wide
 /// admin lock first, so concurrent demotions are serialised.
-async fn ensure_other_admin(
-    tx: &mut sqlx::PgConnection,
-    realm: &Realm,
-    target: &User,
-) -> Result<(), ApiError> {
+async fn ensure_other_admin(tx: &mut impl Db, target: &User) -> Result<(), ApiError> {
     if !(target.is_active && target.has_role(ADMIN_ROLE)) {
         return Ok(());
     }
-    db::lock_admin_set(tx)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    let others = db::count_other_active_admins(tx, target.id)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    if others == 0 {
+    db::lock_admin_set(tx).await?;
+    if db::count_active_admins(tx, Some(target.id)).await? == 0 {
         return Err(ApiError::Conflict(
             "Cannot remove the last active admin".into(),
         ));
@@ -114,6 +182,13 @@ fn is_self(operator: &Principal, realm: &Realm, target: Uuid) -> bool {
     operator.realm == realm.id() && operator.user.id == target
 }
 
+/// The `assigned_by`/`revoked_by` of a change: the operator, when a user of this database.
+fn local_id(actor: &Actor, realm: &Realm) -> Option<Uuid> {
+    actor.id.filter(|_| actor.realm == Some(realm.id()))
+}
+
+/// Creates a user: the one way users come to exist, whether over HTTP, from the CLI, at
+/// bootstrap or by approving an access request.
 #[instrument(skip_all, fields(realm = realm.name()))]
 pub async fn create(
     app: &AppState,
@@ -121,338 +196,159 @@ pub async fn create(
     actor: &Actor,
     new: NewUser,
 ) -> Result<User, ApiError> {
-    let hash = app.hasher.hash(new.password.expose()).await?;
+    let hash = hash_credential(app, realm, &new.credential).await?;
     let mut tx = realm.begin().await?;
     let user = create_in(&mut tx, realm, actor, &new, &hash).await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
+    tx.commit().await?;
     Ok(user)
 }
 
-/// Inserts a user (password already hashed) inside the caller's transaction, with its roles,
-/// audit event and invalidation message.
+/// The stored form of a credential.
+pub async fn hash_credential(
+    app: &AppState,
+    realm: &Realm,
+    credential: &Credential,
+) -> Result<String, ApiError> {
+    match credential {
+        Credential::Password(password) => app.hasher.hash(password.expose(), realm.scheme()).await,
+        Credential::Hash(hash) => Ok(hash.clone()),
+    }
+}
+
+/// A new user ready to be written: its roles resolved and its password hashed.
+pub struct Prepared<'a> {
+    pub new: &'a NewUser,
+    pub roles: Vec<Role>,
+    pub password_hash: String,
+}
+
+/// Writes new users inside the caller's transaction, in a few statements whatever their number:
+/// the rows with `is_platform_admin` and password state, their roles, one `user_created` audit
+/// event and one invalidation message each. Every path that creates users ends here.
+pub async fn create_many(
+    tx: &mut impl Db,
+    realm: &Realm,
+    actor: &Actor,
+    users: &[Prepared<'_>],
+) -> Result<Vec<Uuid>, ApiError> {
+    let default_org = db::default_org_id(tx).await?;
+    let ids: Vec<Uuid> = users.iter().map(|_| Uuid::now_v7()).collect();
+    let rows: Vec<NewUserRow<'_>> = users
+        .iter()
+        .zip(&ids)
+        .map(|(u, id)| NewUserRow {
+            id: *id,
+            org_id: u.new.org_id.or(default_org),
+            username: u.new.username.as_str(),
+            email: u.new.email.as_str(),
+            display_name: u.new.display_name.as_deref(),
+            password_hash: Some(&u.password_hash),
+            is_active: u.new.is_active,
+            is_platform_admin: u.roles.iter().any(|r| r.name == ADMIN_ROLE),
+            must_change_password: u.new.must_change_password,
+        })
+        .collect();
+    db::insert_many(tx, &rows)
+        .await
+        .map_err(|e| constraint_conflict(e, USER_CONFLICTS))?;
+    let (grant_users, grant_roles): (Vec<Uuid>, Vec<Uuid>) = users
+        .iter()
+        .zip(&ids)
+        .flat_map(|(u, id)| u.roles.iter().map(move |r| (*id, r.id)))
+        .unzip();
+    db::grant_roles(tx, &grant_users, &grant_roles, local_id(actor, realm)).await?;
+    let events: Vec<(Uuid, serde_json::Value)> = users
+        .iter()
+        .zip(&ids)
+        .map(|(u, id)| {
+            let roles: Vec<&str> = u.roles.iter().map(|r| r.name.as_str()).collect();
+            (
+                *id,
+                json!({"username": u.new.username.as_str(), "email": u.new.email.as_str(), "roles": roles}),
+            )
+        })
+        .collect();
+    audit::record_many(tx, realm, actor, "user_created", &events).await?;
+    outbox::enqueue(tx, realm, &ids, "user.created").await?;
+    Ok(ids)
+}
+
+/// Creates one user (its password already hashed) inside the caller's transaction.
 pub async fn create_in(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl Db,
     realm: &Realm,
     actor: &Actor,
     new: &NewUser,
     password_hash: &str,
 ) -> Result<User, ApiError> {
-    let id = Uuid::now_v7();
-    db::insert(
-        tx,
-        &NewUserRow {
-            id,
-            username: new.username.as_str(),
-            email: new.email.as_ref().map(Email::as_str),
-            full_name: new.full_name.as_deref(),
-            password_hash,
-            is_active: new.is_active,
-            must_change_password: new.must_change_password,
-        },
-    )
-    .await
-    .map_err(|e| constraint_conflict(e, USER_CONFLICTS))?;
-    db::set_roles(tx, id, &new.roles)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    audit::record(
-        tx,
-        realm,
-        actor,
-        "user_created",
-        Some(id),
-        json!({"username": new.username.as_str(), "roles": new.roles}),
-    )
-    .await?;
-    outbox::enqueue(tx, realm, &[id], "user.created").await?;
-    db::fetch(&mut *tx, id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(NOT_FOUND)
+    if let Some(org) = new.org_id
+        && !db::org_exists(tx, org).await?
+    {
+        return Err(ApiError::field(FieldError::body(
+            "org_id",
+            "Organization not found",
+        )));
+    }
+    let known = db::roles(tx).await?;
+    let roles = roles_of_new_user(&known, realm, new).map_err(ApiError::Validation)?;
+    let prepared = Prepared {
+        new,
+        roles,
+        password_hash: password_hash.to_owned(),
+    };
+    let ids = create_many(tx, realm, actor, std::slice::from_ref(&prepared)).await?;
+    let id = ids.first().copied().ok_or(NOT_FOUND)?;
+    db::fetch(tx, id).await?.ok_or(NOT_FOUND)
 }
 
-pub async fn get(realm: &Realm, id: Uuid) -> Result<User, ApiError> {
-    let mut conn = realm.acquire().await?;
-    db::fetch(&mut *conn, id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(NOT_FOUND)
-}
-
-pub async fn list(realm: &Realm, filter: &UserFilter) -> Result<(Vec<User>, i64), ApiError> {
-    let mut conn = realm.acquire().await?;
-    db::list(&mut conn, filter)
-        .await
-        .map_err(|e| realm.db_error(e))
-}
-
-#[instrument(skip_all, fields(realm = realm.name(), user.id = %id))]
-pub async fn update(
+/// Creates a user on behalf of an operator (HTTP): the admin role needs admin rights.
+pub async fn create_by(
     app: &AppState,
     realm: &Realm,
     operator: &Principal,
-    id: Uuid,
-    patch: UserPatch,
+    new: NewUser,
 ) -> Result<User, ApiError> {
-    let mut tx = realm.begin().await?;
-    let target = db::fetch_for_update(&mut tx, id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(NOT_FOUND)?;
-    require_for_target(operator, realm, &target)?;
-    if patch.is_admin.is_some() {
-        authz::require(operator, Perm::ManageAdmins)?;
-    }
-    let deactivating = patch.is_active == Some(false) && target.is_active;
-    let demoting = patch.is_admin == Some(false) && target.has_role(ADMIN_ROLE);
-    let roles_changed = patch
-        .is_admin
-        .is_some_and(|admin| admin != target.has_role(ADMIN_ROLE));
-    if deactivating && is_self(operator, realm, id) {
-        return Err(ApiError::Conflict("You cannot deactivate yourself".into()));
-    }
-    if deactivating || demoting {
-        ensure_other_admin(&mut tx, realm, &target).await?;
-    }
-    // The password policy needs the account's own username and (new) e-mail.
-    let new_email = match &patch.email {
-        Some(email) => email.as_ref().map(|e| e.as_str().to_owned()),
-        None => target.email.clone(),
+    authz::require(operator, Perm::WriteUsers(realm.id()))?;
+    let known = {
+        let mut conn = realm.conn().await?;
+        db::roles(&mut conn).await?
     };
-    let password_hash = match &patch.password {
-        Some(raw) => {
-            let password = Password::parse(raw, &target.username, new_email.as_deref())
-                .map_err(|msg| ApiError::field(FieldError::body("password", msg)))?;
-            Some(app.hasher.hash(password.expose()).await?)
-        }
-        None => None,
-    };
-
-    let mut changed: Vec<&str> = Vec::new();
-    if let Some(email) = &patch.email {
-        sqlx::query("UPDATE users SET email = $2 WHERE id = $1")
-            .bind(id)
-            .bind(email.as_ref().map(Email::as_str))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| constraint_conflict(e, USER_CONFLICTS))?;
-        changed.push("email");
+    let roles = roles_of_new_user(&known, realm, &new).map_err(ApiError::Validation)?;
+    if roles.iter().any(|r| r.name == ADMIN_ROLE) {
+        authz::require(operator, Perm::ManageAdmins(realm.id()))?;
     }
-    if let Some(full_name) = &patch.full_name {
-        sqlx::query("UPDATE users SET full_name = $2 WHERE id = $1")
-            .bind(id)
-            .bind(full_name)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| realm.db_error(e))?;
-        changed.push("full_name");
-    }
-    if let Some(is_active) = patch.is_active {
-        sqlx::query("UPDATE users SET is_active = $2 WHERE id = $1")
-            .bind(id)
-            .bind(is_active)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| realm.db_error(e))?;
-        changed.push("is_active");
-    }
-    if let Some(is_admin) = patch.is_admin {
-        let mut roles: BTreeSet<String> = target.roles.iter().cloned().collect();
-        if is_admin {
-            roles.insert(ADMIN_ROLE.to_owned());
-        } else {
-            roles.remove(ADMIN_ROLE);
-            if roles.is_empty() {
-                roles.insert(realm.policy().default_role.to_owned());
-            }
-        }
-        let roles: Vec<String> = roles.into_iter().collect();
-        db::set_roles(&mut tx, id, &roles)
-            .await
-            .map_err(|e| realm.db_error(e))?;
-        changed.push("is_admin");
-    }
-    sqlx::query("UPDATE users SET updated_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    let actor = operator.actor();
-    if let Some(hash) = &password_hash {
-        db::set_password(&mut tx, id, hash, target.must_change_password)
-            .await
-            .map_err(|e| realm.db_error(e))?;
-        changed.push("password");
-        audit::record(
-            &mut tx,
-            realm,
-            &actor,
-            "password_changed",
-            Some(id),
-            json!({"by": "admin"}),
-        )
-        .await?;
-    }
-    // Deactivation, a new password or new roles end the user's sessions at once: whatever
-    // was granted under the old state must be asked for again.
-    let reason = if deactivating {
-        Some("deactivated")
-    } else if password_hash.is_some() {
-        Some("password_changed")
-    } else if roles_changed {
-        Some("roles_changed")
-    } else {
-        None
-    };
-    if let Some(reason) = reason {
-        end_sessions(&mut tx, realm, operator, id, reason).await?;
-    }
-    audit::record(
-        &mut tx,
-        realm,
-        &actor,
-        "user_updated",
-        Some(id),
-        json!({"fields": changed}),
-    )
-    .await?;
-    if patch.is_admin.is_some() {
-        audit::record(
-            &mut tx,
-            realm,
-            &actor,
-            "roles_changed",
-            Some(id),
-            json!({"is_admin": patch.is_admin}),
-        )
-        .await?;
-    }
-    let event = if deactivating {
-        "user.deactivated"
-    } else {
-        "user.updated"
-    };
-    outbox::enqueue(&mut tx, realm, &[id], event).await?;
-    let user = db::fetch(&mut *tx, id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(NOT_FOUND)?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
-    Ok(user)
+    create(app, realm, &operator.actor(), new).await
 }
 
-#[instrument(skip_all, fields(realm = realm.name(), user.id = %id))]
-pub async fn delete(realm: &Realm, operator: &Principal, id: Uuid) -> Result<(), ApiError> {
-    let mut tx = realm.begin().await?;
-    let target = db::fetch_for_update(&mut tx, id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(NOT_FOUND)?;
-    require_for_target(operator, realm, &target)?;
-    if is_self(operator, realm, id) {
-        return Err(ApiError::Conflict("You cannot delete yourself".into()));
-    }
-    ensure_other_admin(&mut tx, realm, &target).await?;
-    sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    audit::record(
-        &mut tx,
-        realm,
-        &operator.actor(),
-        "user_deleted",
-        Some(id),
-        json!({"username": target.username}),
-    )
-    .await?;
-    outbox::enqueue(&mut tx, realm, &[id], "user.deleted").await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
-    Ok(())
+pub async fn get(realm: &Realm, id: Uuid) -> Result<User, ApiError> {
+    let mut conn = realm.conn().await?;
+    db::fetch(&mut conn, id).await?.ok_or(NOT_FOUND)
 }
 
-/// Adds `roles` (already parsed) to a user.
-#[instrument(skip_all, fields(realm = realm.name(), user.id = %id))]
-pub async fn add_roles(
-    realm: &Realm,
-    operator: &Principal,
-    id: Uuid,
-    roles: Vec<String>,
-) -> Result<User, ApiError> {
-    if roles.iter().any(|r| r == ADMIN_ROLE) {
-        authz::require(operator, Perm::ManageAdmins)?;
-    }
-    let mut tx = realm.begin().await?;
-    let target = db::fetch_for_update(&mut tx, id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(NOT_FOUND)?;
-    require_for_target(operator, realm, &target)?;
-    let mut all: BTreeSet<String> = target.roles.iter().cloned().collect();
-    let added: Vec<String> = roles
-        .into_iter()
-        .filter(|r| all.insert(r.clone()))
-        .collect();
-    if !added.is_empty() {
-        let all: Vec<String> = all.into_iter().collect();
-        store_roles(&mut tx, realm, operator, id, &all, json!({"added": added})).await?;
-    }
-    let user = db::fetch(&mut *tx, id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(NOT_FOUND)?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
-    Ok(user)
+pub async fn list(realm: &Realm, filter: &UserFilter) -> Result<(Vec<User>, i64), ApiError> {
+    let mut conn = realm.conn().await?;
+    Ok(db::list(&mut conn, filter).await?)
 }
 
-/// Stores a user's new role set with its audit event and invalidation message.
-async fn store_roles(
-    tx: &mut sqlx::PgConnection,
-    realm: &Realm,
-    operator: &Principal,
-    id: Uuid,
-    roles: &[String],
-    detail: serde_json::Value,
-) -> Result<(), ApiError> {
-    db::set_roles(tx, id, roles)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    sqlx::query("UPDATE users SET updated_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    audit::record(
-        tx,
-        realm,
-        &operator.actor(),
-        "roles_changed",
-        Some(id),
-        detail,
-    )
-    .await?;
-    end_sessions(tx, realm, operator, id, "roles_changed").await?;
-    outbox::enqueue(tx, realm, &[id], "user.roles_changed").await
+/// The realm's roles.
+pub async fn roles(realm: &Realm) -> Result<Vec<Role>, ApiError> {
+    let mut conn = realm.conn().await?;
+    Ok(db::roles(&mut conn).await?)
 }
 
 /// Ends a user's sessions and audits it: every session, except the operator's own when they
-/// change themselves (like a password change, which ends only the *other* sessions). API keys
-/// stay: they carry no snapshot of the user, whose current state is checked on every use.
+/// change themselves (like a password change, which ends only the *other* sessions).
 async fn end_sessions(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut impl Db,
     realm: &Realm,
     operator: &Principal,
     id: Uuid,
     reason: &str,
 ) -> Result<(), ApiError> {
-    let keep = match is_self(operator, realm, id) {
-        true => operator.session_id,
-        false => None,
-    };
-    let ended = db::revoke_sessions(tx, id, keep, reason)
-        .await
-        .map_err(|e| realm.db_error(e))?;
+    let keep = is_self(operator, realm, id)
+        .then_some(operator.session_id)
+        .flatten();
+    let ended = crate::auth::db::revoke_sessions(tx, id, keep, reason).await?;
     audit::record(
         tx,
         realm,
@@ -464,7 +360,222 @@ async fn end_sessions(
     .await
 }
 
-/// Removes one role from a user.
+/// Makes `roles` the user's roles, audited and announced. Sessions stay: every request reads
+/// the current roles, so the next one sees the new ones (docs/api.md §1).
+async fn store_roles(
+    tx: &mut Tx,
+    realm: &Realm,
+    operator: &Principal,
+    target: &User,
+    roles: &[Role],
+) -> Result<(), ApiError> {
+    let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
+    db::set_roles(tx, target.id, &ids, local_id(&operator.actor(), realm)).await?;
+    let before: Vec<&str> = target.roles.iter().map(|r| r.name.as_str()).collect();
+    let after: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+    audit::record(
+        tx,
+        realm,
+        &operator.actor(),
+        "roles_changed",
+        Some(target.id),
+        json!({"before": before, "after": after}),
+    )
+    .await?;
+    outbox::enqueue(tx, realm, &[target.id], "user.roles_changed").await
+}
+
+#[instrument(skip_all, fields(realm = realm.name(), user.id = %id))]
+pub async fn update(
+    app: &AppState,
+    realm: &Realm,
+    operator: &Principal,
+    id: Uuid,
+    patch: UserPatch,
+) -> Result<User, ApiError> {
+    authz::require(operator, Perm::WriteUsers(realm.id()))?;
+    if patch.admin.is_some() {
+        authz::require(operator, Perm::ManageAdmins(realm.id()))?;
+    }
+    // The new password is checked against the account's (new) username and e-mail, and hashed
+    // before the transaction opens.
+    let password_hash = match &patch.password {
+        Some(raw) => {
+            let current = get(realm, id).await?;
+            let username = patch
+                .profile
+                .username
+                .as_deref()
+                .unwrap_or(&current.username);
+            let email = patch.profile.email.as_deref().unwrap_or(&current.email);
+            let password = Password::parse(
+                raw,
+                username,
+                Some(email),
+                realm.scheme().max_password_bytes(),
+            )
+            .map_err(|msg| ApiError::field(FieldError::body("password", msg)))?;
+            Some(app.hasher.hash(password.expose(), realm.scheme()).await?)
+        }
+        None => None,
+    };
+    let mut tx = realm.begin().await?;
+    let target = db::fetch_for_update(&mut tx, id).await?.ok_or(NOT_FOUND)?;
+    require_for_target(operator, realm, &target)?;
+    let deactivating = patch.profile.is_active == Some(false) && target.is_active;
+    let demoting = patch.admin == Some(false) && target.has_role(ADMIN_ROLE);
+    if deactivating && is_self(operator, realm, id) {
+        return Err(ApiError::Conflict("You cannot deactivate yourself".into()));
+    }
+    if deactivating || demoting {
+        ensure_other_admin(&mut tx, &target).await?;
+    }
+    db::update_profile(&mut tx, id, &patch.profile)
+        .await
+        .map_err(|e| constraint_conflict(e, USER_CONFLICTS))?;
+    let actor = operator.actor();
+    let mut changed: Vec<&str> = Vec::new();
+    let p = &patch.profile;
+    for (field, set) in [
+        ("email", p.email.is_some()),
+        ("username", p.username.is_some()),
+        ("display_name", p.display_name.is_some()),
+        ("bio", p.bio.is_some()),
+        ("avatar_url", p.avatar_url.is_some()),
+        ("preferences", p.preferences.is_some()),
+        ("is_active", p.is_active.is_some()),
+    ] {
+        if set {
+            changed.push(field);
+        }
+    }
+    if let Some(hash) = &password_hash {
+        // An admin setting a password leaves the must-change flag as it was.
+        db::set_password(&mut tx, id, hash, target.must_change_password).await?;
+        changed.push("password");
+        audit::record(
+            &mut tx,
+            realm,
+            &actor,
+            "password_changed",
+            Some(id),
+            json!({"by": "admin"}),
+        )
+        .await?;
+    }
+    if let Some(admin) = patch.admin
+        && admin != target.has_role(ADMIN_ROLE)
+    {
+        let mut roles: Vec<Role> = target
+            .roles
+            .iter()
+            .filter(|r| r.name != ADMIN_ROLE)
+            .cloned()
+            .collect();
+        if admin {
+            roles.push(role_named(&mut tx, ADMIN_ROLE).await?);
+        } else if roles.is_empty() {
+            roles.push(role_named(&mut tx, realm.policy().default_role).await?);
+        }
+        store_roles(&mut tx, realm, operator, &target, &roles).await?;
+        changed.push("is_platform_admin");
+    }
+    // Deactivation or a new password ends the user's sessions at once.
+    if deactivating {
+        end_sessions(&mut tx, realm, operator, id, "deactivated").await?;
+    } else if password_hash.is_some() {
+        end_sessions(&mut tx, realm, operator, id, "password_changed").await?;
+    }
+    audit::record(
+        &mut tx,
+        realm,
+        &actor,
+        "user_updated",
+        Some(id),
+        json!({"fields": changed}),
+    )
+    .await?;
+    let event = if deactivating {
+        "user.deactivated"
+    } else if password_hash.is_some() {
+        "user.password_changed"
+    } else {
+        "user.updated"
+    };
+    outbox::enqueue(&mut tx, realm, &[id], event).await?;
+    let user = db::fetch(&mut tx, id).await?.ok_or(NOT_FOUND)?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Deletes a user (see [`db::soft_delete`]): sessions, API keys, MFA and team memberships go
+/// with it.
+#[instrument(skip_all, fields(realm = realm.name(), user.id = %id))]
+pub async fn delete(realm: &Realm, operator: &Principal, id: Uuid) -> Result<(), ApiError> {
+    authz::require(operator, Perm::WriteUsers(realm.id()))?;
+    if is_self(operator, realm, id) {
+        return Err(ApiError::Conflict("You cannot delete yourself".into()));
+    }
+    let mut tx = realm.begin().await?;
+    let target = db::fetch_for_update(&mut tx, id).await?.ok_or(NOT_FOUND)?;
+    require_for_target(operator, realm, &target)?;
+    ensure_other_admin(&mut tx, &target).await?;
+    crate::auth::db::revoke_sessions(&mut tx, id, None, "deleted").await?;
+    crate::auth::db::revoke_api_keys(&mut tx, id).await?;
+    crate::auth::db::delete_mfa(&mut tx, id).await?;
+    let teams = crate::teams::db::remove_from_all_teams(&mut tx, id).await?;
+    db::soft_delete(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        realm,
+        &operator.actor(),
+        "user_deleted",
+        Some(id),
+        json!({"username": target.username, "email": target.email, "teams": teams}),
+    )
+    .await?;
+    outbox::enqueue(&mut tx, realm, &[id], "user.deleted").await?;
+    tx.commit().await
+}
+
+/// Adds roles to a user.
+#[instrument(skip_all, fields(realm = realm.name(), user.id = %id))]
+pub async fn add_roles(
+    realm: &Realm,
+    operator: &Principal,
+    id: Uuid,
+    input: RoleInput,
+) -> Result<User, ApiError> {
+    authz::require(operator, Perm::WriteUsers(realm.id()))?;
+    let mut tx = realm.begin().await?;
+    let added = resolve_roles(&mut tx, &input).await?;
+    if added.is_empty() {
+        return Err(ApiError::field(FieldError::body(
+            "roles",
+            "At least one role is required",
+        )));
+    }
+    if added.iter().any(|r| r.name == ADMIN_ROLE) {
+        authz::require(operator, Perm::ManageAdmins(realm.id()))?;
+    }
+    let target = db::fetch_for_update(&mut tx, id).await?.ok_or(NOT_FOUND)?;
+    require_for_target(operator, realm, &target)?;
+    let mut roles = target.roles.0.clone();
+    let before = roles.len();
+    for role in added {
+        if !roles.iter().any(|r| r.id == role.id) {
+            roles.push(role);
+        }
+    }
+    if roles.len() != before {
+        store_roles(&mut tx, realm, operator, &target, &roles).await?;
+    }
+    let user = db::fetch(&mut tx, id).await?.ok_or(NOT_FOUND)?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Removes one role (named or by id) from a user.
 #[instrument(skip_all, fields(realm = realm.name(), user.id = %id))]
 pub async fn remove_role(
     realm: &Realm,
@@ -472,43 +583,33 @@ pub async fn remove_role(
     id: Uuid,
     role: &str,
 ) -> Result<User, ApiError> {
-    if realm.policy().rank_of(role).is_none() {
-        return Err(ApiError::NotFound("Role not found"));
-    }
-    if role == ADMIN_ROLE {
-        authz::require(operator, Perm::ManageAdmins)?;
-    }
+    authz::require(operator, Perm::WriteUsers(realm.id()))?;
     let mut tx = realm.begin().await?;
-    let target = db::fetch_for_update(&mut tx, id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(NOT_FOUND)?;
+    let known = db::roles(&mut tx).await?;
+    let parsed_id = role.parse::<Uuid>().ok();
+    let role = known
+        .into_iter()
+        .find(|r| r.name == role || Some(r.id) == parsed_id)
+        .ok_or(ApiError::NotFound("Role not found"))?;
+    if role.name == ADMIN_ROLE {
+        authz::require(operator, Perm::ManageAdmins(realm.id()))?;
+    }
+    let target = db::fetch_for_update(&mut tx, id).await?.ok_or(NOT_FOUND)?;
     require_for_target(operator, realm, &target)?;
-    if target.has_role(role) {
-        if role == ADMIN_ROLE {
-            ensure_other_admin(&mut tx, realm, &target).await?;
+    if target.roles.iter().any(|r| r.id == role.id) {
+        if role.name == ADMIN_ROLE {
+            ensure_other_admin(&mut tx, &target).await?;
         }
-        let rest: Vec<String> = target
+        let rest: Vec<Role> = target
             .roles
             .iter()
-            .filter(|r| *r != role)
+            .filter(|r| r.id != role.id)
             .cloned()
             .collect();
-        store_roles(
-            &mut tx,
-            realm,
-            operator,
-            id,
-            &rest,
-            json!({"removed": [role]}),
-        )
-        .await?;
+        store_roles(&mut tx, realm, operator, &target, &rest).await?;
     }
-    let user = db::fetch(&mut *tx, id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(NOT_FOUND)?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
+    let user = db::fetch(&mut tx, id).await?.ok_or(NOT_FOUND)?;
+    tx.commit().await?;
     Ok(user)
 }
 
@@ -516,18 +617,8 @@ pub async fn remove_role(
 pub async fn unlock(realm: &Realm, operator: &Principal, id: Uuid) -> Result<(), ApiError> {
     authz::require(operator, Perm::WriteUsers(realm.id()))?;
     let mut tx = realm.begin().await?;
-    let updated = sqlx::query(
-        r"UPDATE users SET locked_until = NULL, failed_login_count = 0,
-               failed_login_window_start = NULL
-          WHERE id = $1",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| realm.db_error(e))?;
-    if updated.rows_affected() == 0 {
-        return Err(NOT_FOUND);
-    }
+    db::fetch_for_update(&mut tx, id).await?.ok_or(NOT_FOUND)?;
+    crate::auth::db::clear_failures(&mut tx, id).await?;
     audit::record(
         &mut tx,
         realm,
@@ -537,8 +628,7 @@ pub async fn unlock(realm: &Realm, operator: &Principal, id: Uuid) -> Result<(),
         json!({}),
     )
     .await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
-    Ok(())
+    tx.commit().await
 }
 
 /// Ends every session and API key of a user.
@@ -549,16 +639,10 @@ pub async fn revoke_sessions(
 ) -> Result<(), ApiError> {
     authz::require(operator, Perm::WriteUsers(realm.id()))?;
     let mut tx = realm.begin().await?;
-    db::fetch_for_update(&mut tx, id)
-        .await
-        .map_err(|e| realm.db_error(e))?
-        .ok_or(NOT_FOUND)?;
-    let sessions = db::revoke_sessions(&mut tx, id, None, "revoked_by_admin")
-        .await
-        .map_err(|e| realm.db_error(e))?;
-    let keys = db::revoke_api_keys(&mut tx, id)
-        .await
-        .map_err(|e| realm.db_error(e))?;
+    let target = db::fetch_for_update(&mut tx, id).await?.ok_or(NOT_FOUND)?;
+    require_for_target(operator, realm, &target)?;
+    let sessions = crate::auth::db::revoke_sessions(&mut tx, id, None, "revoked_by_admin").await?;
+    let keys = crate::auth::db::revoke_api_keys(&mut tx, id).await?;
     audit::record(
         &mut tx,
         realm,
@@ -569,6 +653,34 @@ pub async fn revoke_sessions(
     )
     .await?;
     outbox::enqueue(&mut tx, realm, &[id], "user.sessions_revoked").await?;
-    tx.commit().await.map_err(|e| realm.db_error(e))?;
-    Ok(())
+    tx.commit().await
+}
+
+/// Everything stored about a user (GDPR art. 15).
+pub async fn export(
+    realm: &Realm,
+    operator: &Principal,
+    id: Uuid,
+) -> Result<serde_json::Value, ApiError> {
+    authz::require(operator, Perm::WriteUsers(realm.id()))?;
+    let mut conn = realm.conn().await?;
+    let user = db::fetch(&mut conn, id).await?.ok_or(NOT_FOUND)?;
+    let teams = crate::teams::db::of_user(&mut conn, id).await?;
+    let (sessions, _) = crate::auth::db::live_sessions(&mut conn, id, 0, 1000).await?;
+    let keys: Vec<crate::auth::dto::ApiKeyResponse> = crate::auth::db::api_keys_of(&mut conn, id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let requests = crate::access_requests::db::of_user(&mut conn, id, &user.email).await?;
+    let events = crate::audit::db::about_user(&mut conn, realm.name(), id).await?;
+    Ok(json!({
+        "user": crate::users::dto::UserResponse::from(user),
+        "teams": teams.into_iter().map(crate::teams::dto::TeamResponse::from).collect::<Vec<_>>(),
+        "sessions": sessions,
+        "api_keys": keys,
+        "access_requests": requests,
+        "audit_events": events,
+        "exported_at": chrono::Utc::now(),
+    }))
 }

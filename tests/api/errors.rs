@@ -65,14 +65,18 @@ async fn fastapi_shaped_errors() {
         .post("/api/slm-users", &admin, json!({"username": "bob"}))
         .await;
     assert_eq!(missing_field.status, 422);
-    assert_eq!(missing_field.locs(), vec![json!(["body", "password"])]);
+    assert_eq!(
+        missing_field.locs(),
+        vec![json!(["body", "email"]), json!(["body", "password"])],
+        "every missing field at once, as FastAPI lists them"
+    );
     assert_eq!(missing_field.body["detail"][0]["type"], "missing");
 
     let wrong_type = app
         .post(
             "/api/slm-users",
             &admin,
-            json!({"username": "bob", "password": "Sturdy-Pass-9000", "is_active": "yes"}),
+            json!({"username": "bob", "email": "bob@example.com", "password": "Sturdy-Pass-9000", "is_active": "yes"}),
         )
         .await;
     assert_eq!(wrong_type.locs(), vec![json!(["body", "is_active"])]);
@@ -121,7 +125,7 @@ async fn error_bodies_never_leak_internals() {
     let app = spawn_app().await;
     let admin = app.admin().await;
     for body in [
-        json!({"username": "x'; DROP TABLE users; --", "password": "Sturdy-Pass-9000"}),
+        json!({"username": "x'; DROP TABLE users; --", "email": "x@example.com", "password": "Sturdy-Pass-9000"}),
         json!({"username": "okname", "password": "Sturdy-Pass-9000", "email": "a@b.c\u{0}"}),
     ] {
         let answer = app.post("/api/slm-users", &admin, body).await;
@@ -130,5 +134,35 @@ async fn error_bodies_never_leak_internals() {
         for leak in ["SELECT", "sqlx", "argon2", "panicked", "$argon2id"] {
             assert!(!text.contains(leak), "{text}");
         }
+    }
+}
+
+/// A body of whitespace alone is invalid JSON, as FastAPI parses it: it is neither an absent
+/// optional body (which would renew the bearer token) nor a missing one.
+#[tokio::test]
+async fn whitespace_body_is_invalid_json() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let send = |path: &'static str, body: &'static str| {
+        let request = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body);
+        async move { Answer::from(request.send().await.unwrap()).await }
+    };
+    for body in ["\n", "  ", "\r\n\t"] {
+        for path in ["/api/auth/refresh", "/api/slm-users"] {
+            let answer = send(path, body).await;
+            assert_eq!(answer.status, 422, "{path} {body:?}: {}", answer.body);
+            assert_eq!(answer.locs(), vec![json!(["body"])], "{path} {body:?}");
+            assert_eq!(answer.body["detail"][0]["type"], "json_invalid");
+        }
+    }
+    // An empty body, or JSON `null`, is still the dashboard's token-only refresh.
+    for body in ["", "null", " null\n"] {
+        let answer = send("/api/auth/refresh", body).await;
+        assert_eq!(answer.status, 200, "{body:?}: {}", answer.body);
     }
 }

@@ -1,5 +1,7 @@
-//! The test harness: the real `Application` on a random port, with fresh databases per test,
-//! its own Redis channel and key prefix, and an HTTP client.
+//! The test harness: the real `Application` on a random port, with fresh databases per test
+//! (copies of template databases migrated once per run), its own Redis channel and key prefix,
+//! and an HTTP client. Whatever a test creates is dropped when its `TestApp` (or
+//! [`TestDatabases`]) goes out of scope, whether the test passed or failed.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -27,7 +29,7 @@ fn init_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            slm_server::telemetry::init_tracing(slm_server::config::Environment::Local, "info");
+            slm_server::init_tracing(slm_server::Environment::Local, "info");
         }
     });
 }
@@ -39,8 +41,173 @@ pub struct TestApp {
     pub slm_db: PgPool,
     pub autobot_db: PgPool,
     pub channel: String,
+    /// Where `/metrics` is served when it has a listener of its own (`METRICS_ADDR`).
+    pub metrics_address: Option<String>,
     vars: HashMap<String, String>,
     admin_token: tokio::sync::OnceCell<String>,
+    _cleanup: Cleanup,
+}
+
+/// The databases and Redis keys a test made, removed when dropped (also on panic).
+struct Cleanup {
+    databases: Vec<String>,
+    redis_prefixes: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let databases = std::mem::take(&mut self.databases);
+        let prefixes = std::mem::take(&mut self.redis_prefixes);
+        // Drop runs inside the test's runtime, which cannot be blocked on: use a thread with
+        // its own.
+        let done = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async move {
+                drop_databases(&databases).await;
+                delete_redis_keys(&prefixes).await;
+            });
+        });
+        let _ = done.join();
+    }
+}
+
+/// A connection to the `postgres` database, for creating and dropping test databases. The
+/// parallel tests share PostgreSQL's connection limit, so a refusal is tried again for a while.
+async fn maintenance() -> Option<sqlx::PgConnection> {
+    let url = format!("{}/postgres", pg_base());
+    for _ in 0..50 {
+        if let Ok(conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+            return Some(conn);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+async fn drop_databases(names: &[String]) {
+    let Some(mut conn) = maintenance().await else {
+        return;
+    };
+    for name in names {
+        // FORCE ends the server's own connections, which may still be open; one that the
+        // server opens at that very moment makes the drop fail, so it is tried again.
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        for _ in 0..20 {
+            let dropped = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut conn)
+                .await;
+            if dropped.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+async fn delete_redis_keys(prefixes: &[String]) {
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    for prefix in prefixes {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> =
+                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+        }
+    }
+}
+
+/// Databases a test names itself (not through [`spawn_app`]), dropped with this value.
+pub struct TestDatabases {
+    pub names: (String, String),
+    _cleanup: Cleanup,
+}
+
+impl TestDatabases {
+    pub fn new() -> Self {
+        let names = new_database_names();
+        Self {
+            _cleanup: Cleanup {
+                databases: vec![names.0.clone(), names.1.clone()],
+                redis_prefixes: Vec::new(),
+            },
+            names,
+        }
+    }
+}
+
+/// The name of the template database of each realm, migrated once per test run.
+async fn templates() -> &'static (String, String) {
+    static TEMPLATES: tokio::sync::OnceCell<(String, String)> = tokio::sync::OnceCell::const_new();
+    TEMPLATES
+        .get_or_init(|| async {
+            // The test command names the run, so that it can drop the templates afterwards.
+            let run = std::env::var("TEST_RUN_ID")
+                .unwrap_or_else(|_| Uuid::new_v4().simple().to_string());
+            let names = (
+                format!("slmtest_tpl_{run}_slm"),
+                format!("slmtest_tpl_{run}_autobot"),
+            );
+            // Migrated on a thread of its own, so that no connection of this test's runtime
+            // outlives it (a template must have no connection when it is copied).
+            let (slm, autobot) = names.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    for (realm, name) in [
+                        (slm_server::RealmId::Slm, slm),
+                        (slm_server::RealmId::Autobot, autobot),
+                    ] {
+                        let options: sqlx::postgres::PgConnectOptions =
+                            format!("{}/{name}", pg_base()).parse().expect("url");
+                        slm_server::migrate_up(realm, &options)
+                            .await
+                            .expect("template migrated");
+                    }
+                });
+            })
+            .join()
+            .expect("template thread");
+            names
+        })
+        .await
+}
+
+/// Creates `name` as a copy of `template` unless it exists.
+async fn create_from_template(name: &str, template: &str) {
+    let mut conn = maintenance().await.expect("maintenance connection");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .expect("lookup");
+    if !exists {
+        let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect("copy of the template");
+    }
+}
+
+/// The database name at the end of a URL on the test server, if it is one.
+fn test_database(url: &str) -> Option<String> {
+    let (server, name) = url.rsplit_once('/')?;
+    (server == pg_base() && name.starts_with("slmtest_")).then(|| name.to_owned())
 }
 
 /// Options of a test app.
@@ -63,14 +230,26 @@ pub fn new_database_names() -> (String, String) {
 pub async fn spawn_app_with(options: Options) -> TestApp {
     init_logs();
     let vars = test_vars(options);
+    let (slm_template, autobot_template) = templates().await;
+    for (var, template) in [
+        ("SLM_DATABASE_URL", slm_template),
+        ("AUTOBOT_DATABASE_URL", autobot_template),
+    ] {
+        if let Some(name) = test_database(&vars[var]) {
+            create_from_template(&name, template).await;
+        }
+    }
     let lookup = vars.clone();
     let settings = Settings::from_lookup(&|name| lookup.get(name).cloned()).expect("test settings");
     let app = Application::build(settings)
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     tokio::spawn(app.run_until_stopped());
-    TestApp::connect(address, vars).await
+    let mut test_app = TestApp::connect(address, vars).await;
+    test_app.metrics_address = metrics_address;
+    test_app
 }
 
 /// The configuration of a test server: fresh databases (unless given), its own Redis key prefix
@@ -92,6 +271,10 @@ pub fn test_vars(options: Options) -> HashMap<String, String> {
             format!("test:{tag}:invalidate"),
         ),
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
+        // The parallel tests share PostgreSQL's 100 connections; a test's requests queue for
+        // these instead (the defaults, 20 and 40, are for one server on its own).
+        ("SLM_DB_POOL_SIZE".into(), "8".into()),
+        ("AUTOBOT_DB_POOL_SIZE".into(), "8".into()),
         (
             "SECRET_KEY".into(),
             "test-secret-test-secret-test-secret-0123".into(),
@@ -100,6 +283,16 @@ pub fn test_vars(options: Options) -> HashMap<String, String> {
         ("LOGIN_RATE_LIMIT_PER_MINUTE".into(), "0".into()),
         ("ACCESS_REQUEST_RATE_LIMIT_PER_HOUR".into(), "0".into()),
         ("LOCKOUT_THRESHOLD".into(), "50".into()),
+        // bcrypt at cost 12 takes a quarter of a second; tests that need the real cost set it.
+        ("AUTOBOT_BCRYPT_COST".into(), "4".into()),
+        (
+            "RBAC_INVALIDATION_CHANNEL".into(),
+            format!("test:{tag}:rbac"),
+        ),
+        (
+            "RBAC_CACHE_KEY".into(),
+            format!("test:{tag}:rbac:perm:{{user_id}}"),
+        ),
     ]);
     for (k, v) in options.vars {
         vars.insert(k.into(), v);
@@ -110,13 +303,23 @@ pub fn test_vars(options: Options) -> HashMap<String, String> {
 impl TestApp {
     /// A client of the server at `address`, started with `vars` (by this process or another).
     pub async fn connect(address: String, vars: HashMap<String, String>) -> Self {
-        let slm_db = PgPool::connect(&vars["SLM_DATABASE_URL"])
+        let slm_db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(3)
+            .connect(&vars["SLM_DATABASE_URL"])
             .await
             .expect("slm pool");
         let autobot_db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(3)
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy(&vars["AUTOBOT_DATABASE_URL"])
             .expect("autobot pool");
+        let databases = ["SLM_DATABASE_URL", "AUTOBOT_DATABASE_URL"]
+            .iter()
+            .filter_map(|var| vars[*var].rsplit('/').next())
+            .filter(|name| name.starts_with("slmtest_"))
+            .map(str::to_owned)
+            .collect();
+        let redis_prefixes = vec![vars["REDIS_KEY_PREFIX"].clone()];
         Self {
             address,
             client: Client::builder()
@@ -126,8 +329,13 @@ impl TestApp {
             slm_db,
             autobot_db,
             channel: vars["INVALIDATION_CHANNEL"].clone(),
+            metrics_address: None,
             vars,
             admin_token: tokio::sync::OnceCell::new(),
+            _cleanup: Cleanup {
+                databases,
+                redis_prefixes,
+            },
         }
     }
 }
@@ -286,10 +494,20 @@ impl TestApp {
 
     /// A Redis subscriber on this app's invalidation channel.
     pub async fn subscribe(&self) -> redis::aio::PubSub {
+        self.subscribe_to(&self.channel).await
+    }
+
+    /// A Redis subscriber on `channel`.
+    pub async fn subscribe_to(&self, channel: &str) -> redis::aio::PubSub {
         let client = redis::Client::open(redis_url()).expect("redis client");
         let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
-        pubsub.subscribe(&self.channel).await.expect("subscribe");
+        pubsub.subscribe(channel).await.expect("subscribe");
         pubsub
+    }
+
+    /// A setting the server was started with.
+    pub fn var(&self, name: &str) -> String {
+        self.vars[name].clone()
     }
 }
 
@@ -309,4 +527,103 @@ pub async fn receive(pubsub: &mut redis::aio::PubSub, n: usize, within: Duration
         }
     }
     out
+}
+
+/// The current TOTP code of a base32 secret (RFC 6238: SHA-1, 6 digits, 30 s), computed as an
+/// authenticator app would.
+pub fn totp_code(secret_b32: &str) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret_b32).expect("base32 secret");
+    totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(secret)
+        .build()
+        .expect("totp")
+        .generate_current()
+        .to_string()
+}
+
+/// An Argon2id hash with the argon2 crate's defaults, as another system might have made it.
+pub fn argon2_hash(password: &str) -> String {
+    use argon2::PasswordHasher as _;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .expect("argon2")
+        .to_string()
+}
+
+/// The role names of a user in an answer (roles are objects).
+pub fn role_names(user: &Value) -> Vec<String> {
+    user["roles"]
+        .as_array()
+        .map(|roles| {
+            roles
+                .iter()
+                .filter_map(|r| r["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The items of a list envelope (`{"users": [...], "total", ...}`).
+pub fn items<'a>(answer: &'a Answer, key: &str) -> &'a Vec<Value> {
+    answer.body[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} list in {}", answer.body))
+}
+
+/// A redis-server of the test's own, on a free port.
+pub struct ThrowawayRedis {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl ThrowawayRedis {
+    /// `extra` arguments after the defaults (TLS, a password).
+    pub fn start(port: u16, extra: &[String]) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/dev installs it)");
+        Self { port, child }
+    }
+    pub async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("throwaway redis did not start");
+    }
+}
+
+impl Drop for ThrowawayRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

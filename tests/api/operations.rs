@@ -55,8 +55,18 @@ async fn health_ready_metrics_docs() {
         assert!(paths.contains_key(path), "openapi lacks {path}");
     }
     assert!(doc.body["components"]["schemas"]["HTTPValidationError"].is_object());
-    let ui = app.client.get(app.url("/docs/")).send().await.unwrap();
-    assert_eq!(ui.status(), 200);
+    let redirect_free = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let ui = redirect_free.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(ui.status(), 200, "/docs itself, no redirect");
+    let css = redirect_free
+        .get(app.url("/docs/swagger-ui.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
     assert!(
         ui.text().await.unwrap().contains("swagger"),
         "Swagger UI served from the binary"
@@ -84,17 +94,16 @@ async fn every_response_carries_a_request_id_and_security_headers() {
 
 #[tokio::test]
 async fn migrations_run_up_and_down_and_up_again() {
-    let (slm, autobot) = new_database_names();
+    let dbs = TestDatabases::new();
+    let (slm, autobot) = dbs.names.clone();
     let base = pg_base();
     for (realm, name) in [
-        (slm_server::realm::RealmId::Slm, slm),
-        (slm_server::realm::RealmId::Autobot, autobot),
+        (slm_server::RealmId::Slm, slm),
+        (slm_server::RealmId::Autobot, autobot),
     ] {
         let options: sqlx::postgres::PgConnectOptions = format!("{base}/{name}").parse().unwrap();
-        slm_server::db::migrate_up(realm, &options)
-            .await
-            .expect("up");
-        slm_server::db::migrate_down(realm, &options)
+        slm_server::migrate_up(realm, &options).await.expect("up");
+        slm_server::migrate_down(&options, slm_server::RevertTo::Version(0))
             .await
             .expect("down");
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
@@ -103,36 +112,72 @@ async fn migrations_run_up_and_down_and_up_again() {
         let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations'")
             .fetch_one(&mut conn).await.unwrap();
         assert_eq!(tables, 0, "{realm:?}: down leaves no table");
-        slm_server::db::migrate_up(realm, &options)
+        slm_server::migrate_up(realm, &options)
             .await
             .expect("up again");
     }
 }
 
+/// A rare search term is looked up in the trigram index; a common one walks the list order and
+/// stops at the page's end (either path alone is slow for the other kind of term); browsing
+/// walks the list order. No shape scans the table. Totals are exact for few matches and the
+/// planner's estimate for many.
 #[tokio::test]
 async fn search_and_order_use_indexes() {
     let app = spawn_app().await;
-    let mut conn = app.slm_db.acquire().await.unwrap();
-    sqlx::query("SET enable_seqscan = off")
-        .execute(&mut *conn)
+    // Enough rows that a sequential scan costs more than the indexes, as in production.
+    sqlx::query(
+        r"INSERT INTO users (id, email, username, is_active, is_verified, mfa_enabled,
+                            is_platform_admin, created_at)
+          SELECT gen_random_uuid(), 'user' || n || '@example.com', 'user' || n, true, false,
+                 false, false, now() - n * interval '1 second'
+          FROM generate_series(1, 30000) n",
+    )
+    .execute(&app.slm_db)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE users")
+        .execute(&app.slm_db)
         .await
         .unwrap();
-    let plan: Vec<String> = sqlx::query_scalar("EXPLAIN SELECT id FROM users u WHERE u.username ILIKE '%lic%' OR u.email ILIKE '%lic%' OR u.full_name ILIKE '%lic%'")
-        .fetch_all(&mut *conn).await.unwrap();
-    assert!(
-        plan.join("\n").contains("trgm_idx"),
-        "search uses the trigram indexes:\n{}",
-        plan.join("\n")
-    );
-    let plan: Vec<String> =
-        sqlx::query_scalar("EXPLAIN SELECT id FROM users u ORDER BY u.created_at, u.id LIMIT 100")
-            .fetch_all(&mut *conn)
-            .await
-            .unwrap();
-    assert!(
-        plan.join("\n").contains("users_created_at_id_idx"),
-        "list order uses its index:\n{}",
-        plan.join("\n")
+    let [(_, search), (_, browse)] = slm_server::USER_LIST_STATEMENTS;
+    for (statement, pattern, index) in [
+        (search, Some("%er2999%"), "users_search_trgm_idx"),
+        (search, Some("%user%"), "users_created_at_id_idx"),
+        (browse, None, "users_created_at_id_idx"),
+    ] {
+        let plan: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
+                .bind(pattern)
+                .bind(None::<bool>)
+                .bind(None::<String>)
+                .bind(0_i64)
+                .bind(50_i64)
+                .fetch_all(&app.slm_db)
+                .await
+                .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains(index), "{pattern:?} uses {index}:\n{plan}");
+        assert!(!plan.contains("Seq Scan on users"), "{pattern:?}:\n{plan}");
+    }
+
+    let admin = app.admin().await;
+    // user2999 and user29990..user29999.
+    let rare = app
+        .get("/api/slm-users?search=er2999&limit=5", &admin)
+        .await;
+    assert_eq!(rare.body["total"], 11, "{}", rare.body);
+    assert_eq!(rare.header("x-total-count"), Some("11"));
+    assert_eq!(items(&rare, "users").len(), 5);
+    // All 30,000 seeded users match: beyond the exact limit, the total is the planner's estimate.
+    let common = app.get("/api/slm-users?search=user&limit=5", &admin).await;
+    let total = common.body["total"].as_i64().unwrap();
+    assert!((25_000..=35_000).contains(&total), "estimate {total}");
+    assert_eq!(items(&common, "users").len(), 5);
+    assert_eq!(
+        items(&common, "users")[0]["username"],
+        "user1",
+        "newest first"
     );
 }
 
@@ -187,4 +232,32 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     assert!(stderr.contains("SECRET_KEY"), "{stderr}");
     let out = run(&[("ACCESS_TOKEN_EXPIRE_MINUTES", "soon")]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("ACCESS_TOKEN_EXPIRE_MINUTES"));
+}
+
+#[tokio::test]
+async fn metrics_can_have_an_address_of_their_own() {
+    let app = spawn_app_with(Options {
+        vars: vec![("METRICS_ADDR", "127.0.0.1:0".into())],
+        ..Options::default()
+    })
+    .await;
+    app.login("slm", "admin", "not-the-password").await;
+    let public = app.request(Method::GET, "/metrics", None, None).await;
+    assert_eq!(public.status, 404, "not on the public port");
+    let own = app.metrics_address.clone().expect("a metrics listener");
+    let text = app
+        .client
+        .get(format!("{own}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    let doc = app.request(Method::GET, "/openapi.json", None, None).await;
+    assert!(
+        doc.body["paths"].get("/metrics").is_none(),
+        "and not in the document"
+    );
 }

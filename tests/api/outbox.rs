@@ -2,38 +2,59 @@
 use std::time::Duration;
 
 use crate::helpers::*;
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// What one step published: (user_id, event) on the seed channel, and the user ids on the
+/// AutoBot backend's RBAC channel.
+async fn published(
+    sub: &mut redis::aio::PubSub,
+    rbac: &mut redis::aio::PubSub,
+    n: usize,
+) -> (Vec<(String, String)>, Vec<Value>) {
+    let msgs = receive(sub, n, Duration::from_secs(3)).await;
+    let mut events: Vec<(String, String)> = msgs
+        .iter()
+        .map(|m| {
+            assert_eq!(m["realm"], "autobot");
+            assert!(m["id"].is_string() && m["occurred_at"].is_string(), "{m}");
+            (
+                m["user_id"].as_str().unwrap().to_owned(),
+                m["event"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    events.sort();
+    let mut rbac = receive(rbac, n, Duration::from_secs(3)).await;
+    rbac.sort_by_key(|m| m["user_id"].as_str().map(str::to_owned));
+    (events, rbac)
+}
 
 #[tokio::test]
-async fn each_autobot_change_publishes_one_message_per_user() {
+async fn every_kind_of_autobot_change_reaches_both_caches() {
     let app = spawn_app().await;
     let admin = app.admin().await;
     let mut sub = app.subscribe().await;
+    let mut rbac = app
+        .subscribe_to(&app.var("RBAC_INVALIDATION_CHANNEL"))
+        .await;
+    let redis = redis::Client::open(redis_url()).unwrap();
+    let mut cache = redis.get_multiplexed_async_connection().await.unwrap();
+    let cache_key = |id: &str| app.var("RBAC_CACHE_KEY").replace("{user_id}", id);
+
     let id = app
         .create_user("autobot", "cached", "Sturdy-Pass-9000", &["user"])
         .await;
-    let msgs = receive(&mut sub, 1, Duration::from_secs(1)).await;
-    assert_eq!(msgs.len(), 1, "within a second");
-    assert_eq!(msgs[0]["user_id"], id.as_str());
-    assert_eq!(msgs[0]["realm"], "autobot");
-    assert_eq!(msgs[0]["event"], "user.created");
-    assert!(msgs[0]["id"].is_string() && msgs[0]["occurred_at"].is_string());
-
-    app.patch(
-        &format!("/api/autobot-users/{id}"),
-        &admin,
-        json!({"full_name": "C"}),
-    )
-    .await;
-    app.post(
-        &format!("/api/autobot-users/{id}/roles"),
-        &admin,
-        json!({"roles": ["manager"]}),
-    )
-    .await;
     let other = app
         .create_user("autobot", "cached2", "Sturdy-Pass-9000", &["user"])
         .await;
+    let (events, _) = published(&mut sub, &mut rbac, 2).await;
+    let mut created = vec![
+        (id.clone(), "user.created".to_owned()),
+        (other.clone(), "user.created".to_owned()),
+    ];
+    created.sort();
+    assert_eq!(events, created);
+
     let team = app
         .post("/api/autobot-teams", &admin, json!({"name": "T"}))
         .await
@@ -41,38 +62,113 @@ async fn each_autobot_change_publishes_one_message_per_user() {
         .as_str()
         .unwrap()
         .to_owned();
-    app.patch(
-        &format!("/api/autobot-teams/{team}/members"),
-        &admin,
-        json!({"add": [{"user_id": id}, {"user_id": other}]}),
-    )
-    .await;
-    app.delete(&format!("/api/autobot-users/{id}"), &admin)
-        .await;
-    let msgs = receive(&mut sub, 6, Duration::from_secs(3)).await;
-    let events: Vec<(String, String)> = msgs
-        .iter()
-        .map(|m| {
-            (
-                m["user_id"].as_str().unwrap().to_owned(),
-                m["event"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(events.len(), 6, "{events:?}");
-    assert_eq!(events[0], (id.clone(), "user.updated".to_owned()));
-    assert_eq!(events[1], (id.clone(), "user.roles_changed".to_owned()));
-    assert_eq!(events[2], (other.clone(), "user.created".to_owned()));
-    let mut members = vec![events[3].clone(), events[4].clone()];
-    members.sort();
-    let mut expected = vec![
-        (id.clone(), "team.membership_changed".to_owned()),
-        (other.clone(), "team.membership_changed".to_owned()),
+    // (what, method, path, body, the users it changes, the event)
+    type Step<'a> = (
+        &'a str,
+        reqwest::Method,
+        String,
+        Option<Value>,
+        Vec<&'a String>,
+        &'a str,
+    );
+    let steps: Vec<Step> = vec![
+        (
+            "update",
+            reqwest::Method::PATCH,
+            format!("/api/autobot-users/{id}"),
+            Some(json!({"display_name": "C"})),
+            vec![&id],
+            "user.updated",
+        ),
+        (
+            "roles",
+            reqwest::Method::POST,
+            format!("/api/autobot-users/{id}/roles"),
+            Some(json!({"roles": ["manager"]})),
+            vec![&id],
+            "user.roles_changed",
+        ),
+        (
+            "password",
+            reqwest::Method::PATCH,
+            format!("/api/autobot-users/{id}"),
+            Some(json!({"password": "Another-Pass-9000"})),
+            vec![&id],
+            "user.password_changed",
+        ),
+        (
+            "sessions",
+            reqwest::Method::POST,
+            format!("/api/autobot-users/{id}/revoke-sessions"),
+            None,
+            vec![&id],
+            "user.sessions_revoked",
+        ),
+        (
+            "team",
+            reqwest::Method::PATCH,
+            format!("/api/autobot-teams/{team}/members"),
+            Some(json!({"add": [{"user_id": id}, {"user_id": other}]})),
+            vec![&id, &other],
+            "team.membership_changed",
+        ),
+        (
+            "deactivation",
+            reqwest::Method::PATCH,
+            format!("/api/autobot-users/{other}"),
+            Some(json!({"is_active": false})),
+            vec![&other],
+            "user.deactivated",
+        ),
+        (
+            "delete",
+            reqwest::Method::DELETE,
+            format!("/api/autobot-users/{id}"),
+            None,
+            vec![&id],
+            "user.deleted",
+        ),
     ];
-    expected.sort();
-    assert_eq!(members, expected, "one message per member");
-    assert_eq!(events[5], (id.clone(), "user.deleted".to_owned()));
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+    for (what, method, path, body, users, event) in steps {
+        for user in &users {
+            let _: () = redis::AsyncCommands::set(&mut cache, cache_key(user), "[\"stale\"]")
+                .await
+                .unwrap();
+        }
+        let answer = app.request(method, &path, Some(&admin), body).await;
+        assert!(
+            answer.status.is_success(),
+            "{what}: {} {}",
+            answer.status,
+            answer.body
+        );
+        let (events, rbac_msgs) = published(&mut sub, &mut rbac, users.len()).await;
+        let mut expected: Vec<(String, String)> = users
+            .iter()
+            .map(|u| ((*u).clone(), event.to_owned()))
+            .collect();
+        expected.sort();
+        assert_eq!(
+            events, expected,
+            "{what}: one message per user on the seed channel"
+        );
+        let mut expected_rbac: Vec<Value> = users.iter().map(|u| json!({"user_id": u})).collect();
+        expected_rbac.sort_by_key(|m| m["user_id"].as_str().map(str::to_owned));
+        assert_eq!(
+            rbac_msgs, expected_rbac,
+            "{what}: exactly {{\"user_id\"}} on the RBAC channel"
+        );
+        for user in &users {
+            let cached: Option<String> = redis::AsyncCommands::get(&mut cache, cache_key(user))
+                .await
+                .unwrap();
+            assert_eq!(
+                cached, None,
+                "{what}: the cached permissions of {user} are gone"
+            );
+        }
+    }
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM slm_server.outbox")
         .fetch_one(&app.autobot_db)
         .await
         .unwrap();
@@ -88,63 +184,36 @@ async fn each_autobot_change_publishes_one_message_per_user() {
     );
 }
 
-/// A redis-server of the test's own, on a free port.
-struct ThrowawayRedis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl ThrowawayRedis {
-    fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (.ci/dev installs it)");
-        Self { port, child }
-    }
-    async fn wait_ready(&self) {
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("throwaway redis did not start");
-    }
-}
-
-impl Drop for ThrowawayRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+#[tokio::test]
+async fn each_cache_target_can_be_turned_off() {
+    let app = spawn_app_with(Options {
+        vars: vec![
+            ("RBAC_INVALIDATION_CHANNEL", "off".into()),
+            ("RBAC_CACHE_KEY", "off".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let mut sub = app.subscribe().await;
+    let mut rbac = app.subscribe_to("autobot:rbac:invalidate").await;
+    let id = app
+        .create_user("autobot", "seed-only", "Sturdy-Pass-9000", &["user"])
+        .await;
+    let msgs = receive(&mut sub, 1, Duration::from_secs(3)).await;
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["user_id"], id.as_str());
+    assert!(
+        receive(&mut rbac, 1, Duration::from_millis(700))
+            .await
+            .is_empty(),
+        "the RBAC channel is off, and not replaced by its default"
+    );
 }
 
 #[tokio::test]
 async fn writes_succeed_while_redis_is_down_and_nothing_is_lost() {
     let port = free_port();
-    let redis = ThrowawayRedis::start(port);
+    let redis = ThrowawayRedis::start(port, &[]);
     redis.wait_ready().await;
     let app = spawn_app_with(Options {
         vars: vec![("REDIS_URL", format!("redis://127.0.0.1:{port}"))],
@@ -165,7 +234,7 @@ async fn writes_succeed_while_redis_is_down_and_nothing_is_lost() {
             .await,
         );
     }
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM slm_server.outbox")
         .fetch_one(&app.autobot_db)
         .await
         .unwrap();
@@ -175,7 +244,7 @@ async fn writes_succeed_while_redis_is_down_and_nothing_is_lost() {
         .await;
     assert_eq!(ready.body["status"], "degraded");
 
-    let redis = ThrowawayRedis::start(port);
+    let redis = ThrowawayRedis::start(port, &[]);
     redis.wait_ready().await;
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
     let mut sub = client.get_async_pubsub().await.unwrap();
@@ -217,7 +286,8 @@ async fn two_replicas_relay_every_message_once_in_order() {
             .post(
                 "/api/autobot-users",
                 token,
-                json!({"username": format!("rep{i}"), "password": "Sturdy-Pass-9000"}),
+                json!({"username": format!("rep{i}"), "email": format!("rep{i}@example.com"),
+                       "password": "Sturdy-Pass-9000"}),
             )
             .await;
         assert_eq!(created.status, 201);

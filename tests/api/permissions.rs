@@ -1,4 +1,4 @@
-//! The permission matrix of API.md §2.
+//! The permission matrix of docs/api.md §2.
 use crate::helpers::*;
 use serde_json::json;
 
@@ -56,25 +56,25 @@ async fn permission_matrix() {
         (
             "POST",
             "/api/autobot-users".into(),
-            json!({"username": "USERNAME", "password": "Sturdy-Pass-9000"}),
+            json!({"username": "USERNAME", "email": "USERNAME@example.com", "password": "Sturdy-Pass-9000"}),
             expect(403, 201, 201),
         ),
         (
             "POST",
             "/api/autobot-users".into(),
-            json!({"username": "USERNAME", "password": "Sturdy-Pass-9000", "roles": ["manager"]}),
+            json!({"username": "USERNAME", "email": "USERNAME@example.com", "password": "Sturdy-Pass-9000", "roles": ["manager"]}),
             expect(403, 201, 201),
         ),
         (
             "POST",
             "/api/autobot-users".into(),
-            json!({"username": "USERNAME", "password": "Sturdy-Pass-9000", "is_admin": true}),
+            json!({"username": "USERNAME", "email": "USERNAME@example.com", "password": "Sturdy-Pass-9000", "is_admin": true}),
             expect(403, 403, 201),
         ),
         (
             "POST",
             "/api/slm-users".into(),
-            json!({"username": "USERNAME", "password": "Sturdy-Pass-9000"}),
+            json!({"username": "USERNAME", "email": "USERNAME@example.com", "password": "Sturdy-Pass-9000"}),
             expect(403, 403, 201),
         ),
         (
@@ -82,6 +82,19 @@ async fn permission_matrix() {
             "/api/autobot-teams".into(),
             json!({"name": "USERNAME"}),
             expect(403, 201, 201),
+        ),
+        // Permission is checked before the body: who may not act learns nothing of its rules.
+        (
+            "POST",
+            "/api/slm-users".into(),
+            json!({}),
+            expect(403, 403, 422),
+        ),
+        (
+            "PATCH",
+            format!("/api/slm-users/{slm_target}"),
+            json!({"email": 7}),
+            expect(403, 403, 422),
         ),
     ]
     .into_iter()

@@ -104,3 +104,139 @@ async fn autobot_database_down_then_back() {
     app.create_user("autobot", "after-recovery", "Sturdy-Pass-9000", &["user"])
         .await;
 }
+
+/// A proxy to PostgreSQL that can stop forwarding without closing anything, as a network
+/// partition does: bytes are read and dropped, nothing comes back.
+struct Partition {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Partition {
+    async fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("proxy port");
+        let port = listener.local_addr().unwrap().port();
+        let upstream: sqlx::postgres::PgConnectOptions = pg_base().parse().unwrap();
+        let target = format!("{}:{}", upstream.get_host(), upstream.get_port());
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (target, flag) = (target.clone(), flag.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut in_read, mut in_write) = inbound.into_split();
+                    let (mut out_read, mut out_write) = outbound.into_split();
+                    let up_flag = flag.clone();
+                    let up = async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n) = in_read.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if !up_flag.load(Ordering::SeqCst)
+                                && out_write.write_all(&buf[..n]).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    };
+                    let down = async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n) = out_read.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if !flag.load(Ordering::SeqCst)
+                                && in_write.write_all(&buf[..n]).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        Self { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_partition_never_holds_a_request_that_has_a_connection() {
+    let partition = Partition::start().await;
+    let dbs = TestDatabases::new();
+    let (slm_db, autobot_db) = dbs.names.clone();
+    // The AutoBot database is created and migrated directly; only the server goes through
+    // the proxy.
+    let direct: sqlx::postgres::PgConnectOptions =
+        format!("{}/{autobot_db}", pg_base()).parse().unwrap();
+    slm_server::migrate_up(slm_server::RealmId::Autobot, &direct)
+        .await
+        .expect("migrated");
+    let base = pg_base();
+    let through_proxy = base.replacen(
+        &format!(":{}", direct.get_port()),
+        &format!(":{}", partition.port),
+        1,
+    );
+    let app = spawn_app_with(Options {
+        vars: vec![
+            (
+                "AUTOBOT_DATABASE_URL",
+                format!("{through_proxy}/{autobot_db}"),
+            ),
+            ("AUTOBOT_DB_STATEMENT_TIMEOUT_MS", "1000".into()),
+        ],
+        databases: Some((slm_db, autobot_db)),
+    })
+    .await;
+    let admin = app.admin().await;
+    // Warm the pool: these connections are fresh when the partition starts, so they are handed
+    // out without a ping and their next statement is the one that hangs.
+    let warm =
+        futures_util::future::join_all((0..4).map(|_| app.get("/api/autobot-users", &admin))).await;
+    assert!(warm.iter().all(|a| a.status == 200));
+
+    partition.set_cut(true);
+    let started = Instant::now();
+    let answers =
+        futures_util::future::join_all((0..4).map(|_| app.get("/api/autobot-users", &admin))).await;
+    let elapsed = started.elapsed();
+    for answer in &answers {
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert_eq!(
+            answer.detail(),
+            &serde_json::json!("AutoBot user database unavailable")
+        );
+    }
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "answered within about a second: {elapsed:?}"
+    );
+    assert_eq!(
+        app.get("/api/slm-users", &admin).await.status,
+        200,
+        "SLM unaffected"
+    );
+
+    partition.set_cut(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.get("/api/autobot-users", &admin).await.status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "did not recover after the partition"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -8,62 +8,103 @@ async fn crud_search_and_paging_in_both_realms() {
     let admin = app.admin().await;
     for realm in ["slm", "autobot"] {
         let base = format!("/api/{realm}-users");
-        let created = app.post(&base, &admin, json!({"username": "Alice", "password": "wonderland-42x", "email": "Alice@Example.com", "full_name": "Alice Liddell"})).await;
+        let created = app
+            .post(
+                &base,
+                &admin,
+                json!({"username": "Alice", "password": "wonderland-42x",
+                       "email": "Alice@Example.com", "display_name": "Alice Liddell"}),
+            )
+            .await;
         assert_eq!(created.status, 201, "{realm}: {}", created.body);
-        let id = created.body["id"].as_str().unwrap().to_owned();
+        let user = &created.body;
+        let id = user["id"].as_str().unwrap().to_owned();
         let default_role = if realm == "slm" { "viewer" } else { "user" };
-        assert_eq!(created.body["roles"], json!([default_role]), "{realm}");
-        assert_eq!(created.body["is_admin"], false, "{realm}");
-        assert_eq!(created.body["email"], "Alice@example.com", "{realm}");
-        for dup in [
-            json!({"username": "ALICE", "password": "wonderland-42x"}),
-            json!({"username": "alice2", "password": "wonderland-42x", "email": "alice@EXAMPLE.com"}),
+        assert_eq!(role_names(user), [default_role], "{realm}");
+        let role = &user["roles"][0];
+        assert!(
+            role["id"].is_string() && role["is_system"] == true,
+            "{realm}: {role}"
+        );
+        assert_eq!(user["is_platform_admin"], false, "{realm}");
+        assert_eq!(
+            user["email"], "Alice@example.com",
+            "{realm}: the domain is lower-cased"
+        );
+        assert_eq!(user["display_name"], "Alice Liddell", "{realm}");
+        assert!(
+            user["org_id"].is_string(),
+            "{realm}: the default organization"
+        );
+        assert_eq!(user["preferences"], json!({}), "{realm}");
+        for field in ["bio", "avatar_url", "last_login_at"] {
+            assert_eq!(user[field], json!(null), "{realm}: {field}");
+        }
+        assert_eq!(user["is_verified"], false);
+        assert_eq!(user["mfa_enabled"], false);
+        assert!(user.get("password_hash").is_none(), "{realm}");
+
+        for (dup, detail) in [
+            (
+                json!({"username": "ALICE", "email": "a2@example.com", "password": "wonderland-42x"}),
+                "Username already exists",
+            ),
+            (
+                json!({"username": "alice2", "email": "alice@EXAMPLE.com", "password": "wonderland-42x"}),
+                "Email already exists",
+            ),
         ] {
             let answer = app.post(&base, &admin, dup).await;
             assert_eq!(answer.status, 409, "{realm}: {}", answer.body);
+            assert_eq!(answer.detail(), &json!(detail), "{realm}");
         }
-        assert_eq!(
-            app.post(
-                &base,
-                &admin,
-                json!({"username": "alice", "password": "wonderland-42x"})
-            )
-            .await
-            .detail(),
-            &json!("Username already exists"),
-            "{realm}"
-        );
-        assert_eq!(app.post(&base, &admin, json!({"username": "zed", "password": "wonderland-42x", "email": "alice@example.com"})).await.detail(), &json!("Email already exists"), "{realm}");
 
         for i in 0..3 {
-            app.post(
-                &base,
-                &admin,
-                json!({"username": format!("bob{i}"), "password": "builder-can-do-42"}),
-            )
-            .await;
+            let bob = app
+                .post(
+                    &base,
+                    &admin,
+                    json!({"username": format!("bob{i}"), "email": format!("bob{i}@example.com"),
+                           "password": "builder-can-do-42"}),
+                )
+                .await;
+            assert_eq!(bob.status, 201, "{}", bob.body);
         }
         let search = app.get(&format!("{base}?search=LIDDELL"), &admin).await;
-        assert_eq!(
-            search.body.as_array().unwrap().len(),
-            1,
-            "{realm}: {}",
-            search.body
-        );
+        assert_eq!(items(&search, "users").len(), 1, "{realm}: {}", search.body);
+        assert_eq!(search.body["total"], 1, "{realm}");
         assert_eq!(search.header("x-total-count"), Some("1"), "{realm}");
+        let by_mail = app
+            .get(&format!("{base}?search=bob2@EXAMPLE"), &admin)
+            .await;
+        assert_eq!(items(&by_mail, "users")[0]["username"], "bob2", "{realm}");
         let literal = app.get(&format!("{base}?search=%25"), &admin).await;
-        assert_eq!(
-            literal.header("x-total-count"),
-            Some("0"),
-            "{realm}: % is matched literally"
-        );
+        assert_eq!(literal.body["total"], 0, "{realm}: % is matched literally");
         let page = app
             .get(&format!("{base}?search=bob&skip=1&limit=1"), &admin)
             .await;
-        assert_eq!(page.header("x-total-count"), Some("3"), "{realm}");
         assert_eq!(
-            page.body[0]["username"], "bob1",
-            "{realm}: stable order by creation"
+            (
+                &page.body["total"],
+                &page.body["limit"],
+                &page.body["offset"]
+            ),
+            (&json!(3), &json!(1), &json!(1)),
+            "{realm}: {}",
+            page.body
+        );
+        assert_eq!(
+            items(&page, "users")[0]["username"],
+            "bob1",
+            "{realm}: newest first, stable"
+        );
+        let offset = app
+            .get(&format!("{base}?search=bob&offset=2&limit=1"), &admin)
+            .await;
+        assert_eq!(
+            items(&offset, "users")[0]["username"],
+            "bob0",
+            "{realm}: offset = skip"
         );
 
         let got = app.get(&format!("{base}/{id}"), &admin).await;
@@ -72,20 +113,36 @@ async fn crud_search_and_paging_in_both_realms() {
             .patch(
                 &format!("{base}/{id}"),
                 &admin,
-                json!({"full_name": "Alice L.", "email": null, "is_admin": true}),
+                json!({"display_name": "Alice L.", "bio": "Down the hole",
+                       "avatar_url": "https://example.com/a.png",
+                       "preferences": {"theme": "dark"}, "is_platform_admin": true}),
             )
             .await;
         assert_eq!(patched.status, 200, "{realm}: {}", patched.body);
-        assert_eq!(patched.body["full_name"], "Alice L.", "{realm}");
-        assert_eq!(patched.body["email"], json!(null), "{realm}");
-        assert_eq!(patched.body["is_admin"], true, "{realm}");
-        assert!(
-            patched.body["roles"]
-                .as_array()
-                .unwrap()
-                .contains(&json!("admin")),
+        assert_eq!(patched.body["display_name"], "Alice L.", "{realm}");
+        assert_eq!(patched.body["bio"], "Down the hole", "{realm}");
+        assert_eq!(
+            patched.body["preferences"],
+            json!({"theme": "dark"}),
             "{realm}"
         );
+        assert_eq!(patched.body["is_platform_admin"], true, "{realm}");
+        assert!(
+            role_names(&patched.body).contains(&"admin".to_owned()),
+            "{realm}"
+        );
+        let cleared = app
+            .patch(&format!("{base}/{id}"), &admin, json!({"bio": null}))
+            .await;
+        assert_eq!(cleared.body["bio"], json!(null), "{realm}: null clears");
+        assert_eq!(
+            cleared.body["display_name"], "Alice L.",
+            "{realm}: absent keeps"
+        );
+        let no_email = app
+            .patch(&format!("{base}/{id}"), &admin, json!({"email": null}))
+            .await;
+        assert_eq!(no_email.status, 422, "{realm}: the e-mail is required");
 
         let roles = app
             .post(
@@ -95,10 +152,7 @@ async fn crud_search_and_paging_in_both_realms() {
             )
             .await;
         assert!(
-            roles.body["roles"]
-                .as_array()
-                .unwrap()
-                .contains(&json!("manager")),
+            role_names(&roles.body).contains(&"manager".to_owned()),
             "{realm}: {}",
             roles.body
         );
@@ -125,7 +179,11 @@ async fn crud_search_and_paging_in_both_realms() {
         let removed = app
             .delete(&format!("{base}/{id}/roles/admin"), &admin)
             .await;
-        assert_eq!(removed.body["is_admin"], false, "{realm}: {}", removed.body);
+        assert_eq!(
+            removed.body["is_platform_admin"], false,
+            "{realm}: {}",
+            removed.body
+        );
 
         assert_eq!(
             app.delete(&format!("{base}/{id}"), &admin).await.status,
@@ -143,6 +201,56 @@ async fn crud_search_and_paging_in_both_realms() {
             404,
             "{realm}"
         );
+        let again = app
+            .post(
+                &base,
+                &admin,
+                json!({"username": "alice", "email": "alice@example.com", "password": "wonderland-42x"}),
+            )
+            .await;
+        assert_eq!(
+            again.status, 201,
+            "{realm}: a deleted user's name and e-mail are free again"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_creates_users_with_role_ids() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    for realm in ["slm", "autobot"] {
+        let roles = app.get(&format!("/api/{realm}-roles"), &admin).await;
+        assert_eq!(roles.status, 200, "{}", roles.body);
+        let listed = items(&roles, "roles");
+        assert_eq!(roles.body["total"], listed.len());
+        let manager = listed
+            .iter()
+            .find(|r| r["name"] == "manager")
+            .expect("manager role");
+        let created = app
+            .post(
+                &format!("/api/{realm}-users"),
+                &admin,
+                json!({"email": "dash@example.com", "username": "dash", "password": "Sturdy-Pass-9000",
+                       "display_name": "", "role_ids": [manager["id"]]}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{realm}: {}", created.body);
+        assert_eq!(role_names(&created.body), ["manager"], "{realm}");
+        let unknown = app
+            .post(
+                &format!("/api/{realm}-users"),
+                &admin,
+                json!({"email": "dash2@example.com", "username": "dash2", "password": "Sturdy-Pass-9000",
+                       "role_ids": [uuid::Uuid::new_v4()]}),
+            )
+            .await;
+        assert_eq!(
+            unknown.locs(),
+            vec![json!(["body", "role_ids", 0])],
+            "{realm}"
+        );
     }
 }
 
@@ -150,49 +258,98 @@ async fn crud_search_and_paging_in_both_realms() {
 async fn password_policy_and_field_validation() {
     let app = spawn_app().await;
     let admin = app.admin().await;
+    let user = |extra: serde_json::Value| {
+        let mut body = json!({"username": "carol", "email": "carol@example.com",
+                              "password": "Sturdy-Pass-9000"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
     let cases = [
         (
-            json!({"username": "ab", "password": "Sturdy-Pass-9000"}),
+            user(json!({"username": "ab"})),
             vec![json!(["body", "username"])],
         ),
         (
-            json!({"username": "carol", "password": "short"}),
+            user(json!({"password": "short"})),
+            vec![json!(["body", "password"])],
+        ),
+        (user(json!({"password": "carolcarol"})), vec![]),
+        (
+            user(
+                json!({"username": "carolcarol", "email": "cc@example.com", "password": "CAROLCAROL"}),
+            ),
             vec![json!(["body", "password"])],
         ),
         (
-            json!({"username": "carol", "password": "carolcarol", }),
-            vec![],
-        ),
-        (
-            json!({"username": "carolcarol", "password": "CAROLCAROL"}),
+            user(json!({"password": "Carol@Example.com"})),
             vec![json!(["body", "password"])],
         ),
         (
-            json!({"username": "carol", "password": "qwerty123"}),
+            user(json!({"password": "qwerty123"})),
             vec![json!(["body", "password"])],
         ),
         (
-            json!({"username": "carol", "password": "Sturdy-Pass-9000", "email": "not-an-email"}),
+            user(json!({"email": "not-an-email"})),
             vec![json!(["body", "email"])],
         ),
         (
-            json!({"username": "carol", "password": "Sturdy-Pass-9000", "full_name": "x".repeat(201)}),
+            user(json!({"display_name": "x".repeat(256)})),
+            vec![json!(["body", "display_name"])],
+        ),
+        (
+            user(json!({"roles": ["nobody"]})),
+            vec![json!(["body", "roles", 0])],
+        ),
+        (
+            user(json!({"full_name": "v1 field"})),
             vec![json!(["body", "full_name"])],
         ),
         (
-            json!({"username": "carol", "password": "Sturdy-Pass-9000", "roles": ["user"]}),
-            vec![json!(["body", "roles", 0])],
+            user(json!({"username": "ab", "email": "bad"})),
+            vec![json!(["body", "username"]), json!(["body", "email"])],
         ),
     ];
     for (body, locs) in cases {
         let answer = app.post("/api/slm-users", &admin, body.clone()).await;
         if locs.is_empty() {
             assert_eq!(answer.status, 201, "{body}: {}", answer.body);
+            app.delete(
+                &format!("/api/slm-users/{}", answer.body["id"].as_str().unwrap()),
+                &admin,
+            )
+            .await;
             continue;
         }
-        assert_eq!(answer.status, 422, "{body}");
+        assert_eq!(answer.status, 422, "{body}: {}", answer.body);
         assert_eq!(answer.locs(), locs, "{body}");
     }
+    // bcrypt reads 72 bytes: the AutoBot realm refuses longer passwords rather than
+    // accepting two passwords that share a prefix.
+    let long = format!("{}-Tail", "Sturdy-Pass-".repeat(6));
+    assert!(long.len() > 72);
+    let answer = app
+        .post(
+            "/api/autobot-users",
+            &admin,
+            user(json!({"password": long})),
+        )
+        .await;
+    assert_eq!(
+        answer.locs(),
+        vec![json!(["body", "password"])],
+        "{}",
+        answer.body
+    );
+    let answer = app
+        .post("/api/slm-users", &admin, user(json!({"password": long})))
+        .await;
+    assert_eq!(
+        answer.status, 201,
+        "the SLM realm's argon2id has no such limit: {}",
+        answer.body
+    );
 }
 
 #[tokio::test]
@@ -282,7 +439,10 @@ async fn fifty_parallel_creates_of_one_username() {
             client
                 .post(url)
                 .bearer_auth(admin)
-                .json(&json!({"username": "racer", "password": format!("Racing-Pass-{i:04}")}))
+                .json(
+                    &json!({"username": "racer", "email": format!("racer{i}@example.com"),
+                              "password": format!("Racing-Pass-{i:04}")}),
+                )
                 .send()
                 .await
                 .unwrap()
@@ -395,13 +555,22 @@ async fn role_change_takes_effect_immediately() {
         .await;
     assert_eq!(
         app.get("/api/slm-users", &manager).await.status,
-        401,
-        "the session that held the old role has ended"
+        403,
+        "the same token, demoted on the very next request"
     );
-    let name = app.get(&format!("/api/slm-users/{id}"), &admin).await.body["username"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let demoted = app.token("slm", &name, "Sturdy-Pass-9000").await;
-    assert_eq!(app.get("/api/slm-users", &demoted).await.status, 403);
+    let (id, viewer) = app.slm_user("viewer").await;
+    assert_eq!(app.get("/api/slm-users", &viewer).await.status, 403);
+    let promoted = app
+        .post(
+            &format!("/api/slm-users/{id}/roles"),
+            &admin,
+            json!({"roles": ["manager"]}),
+        )
+        .await;
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    assert_eq!(
+        app.get("/api/slm-users", &viewer).await.status,
+        200,
+        "the same token, promoted on the very next request"
+    );
 }

@@ -1,0 +1,11 @@
+DROP TRIGGER IF EXISTS slm_server_audit_logs_append_only ON public.audit_logs;
+DROP FUNCTION IF EXISTS slm_server.audit_logs_append_only();
+DROP INDEX IF EXISTS public.audit_logs_resource_created_idx;
+DROP INDEX IF EXISTS public.audit_logs_created_at_id_idx;
+DROP INDEX IF EXISTS public.teams_name_trgm_idx;
+DROP INDEX IF EXISTS public.teams_name_order_idx;
+DROP INDEX IF EXISTS public.teams_org_name_lower_key;
+DROP INDEX IF EXISTS public.users_created_at_id_idx;
+DROP INDEX IF EXISTS public.users_search_trgm_idx;
+DROP INDEX IF EXISTS public.users_email_lower_key;
+DROP INDEX IF EXISTS public.users_username_lower_key;

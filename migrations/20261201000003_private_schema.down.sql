@@ -1,0 +1,10 @@
+DROP TABLE IF EXISTS slm_server.outbox;
+DROP TABLE IF EXISTS slm_server.access_requests;
+DROP TABLE IF EXISTS slm_server.mfa_replay;
+DROP TABLE IF EXISTS slm_server.mfa_pending;
+DROP TABLE IF EXISTS slm_server.mfa_challenges;
+DROP TABLE IF EXISTS slm_server.refresh_tokens;
+DROP TABLE IF EXISTS slm_server.sessions;
+DROP TABLE IF EXISTS slm_server.login_failures;
+DROP TABLE IF EXISTS slm_server.password_state;
+DROP TABLE IF EXISTS slm_server.bootstrap_state;

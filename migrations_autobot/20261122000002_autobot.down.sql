@@ -1,5 +1,0 @@
-DROP TABLE IF EXISTS outbox;
-DROP TABLE IF EXISTS access_requests;
-DROP TABLE IF EXISTS team_members;
-DROP TABLE IF EXISTS teams;
-DELETE FROM roles;

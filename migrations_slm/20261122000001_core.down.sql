@@ -1,9 +1,0 @@
-DROP TABLE IF EXISTS audit_log;
-DROP FUNCTION IF EXISTS audit_log_append_only();
-DROP TABLE IF EXISTS recovery_codes;
-DROP TABLE IF EXISTS api_keys;
-DROP TABLE IF EXISTS refresh_tokens;
-DROP TABLE IF EXISTS sessions;
-DROP TABLE IF EXISTS user_roles;
-DROP TABLE IF EXISTS roles;
-DROP TABLE IF EXISTS users;

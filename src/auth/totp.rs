@@ -1,0 +1,234 @@
+//! TOTP (RFC 6238: SHA-1, 6 digits, 30 s), MFA secrets sealed at rest with AES-256-GCM under
+//! a set of keys with ids (the newest seals, every one opens, so a key can be rotated), and
+//! single-use backup codes kept as digests.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use totp_rs::{Algorithm, Builder, Secret, Totp};
+
+use crate::crypto::{random_secret, sha256};
+
+/// One MFA encryption key and its id (stored beside each sealed value).
+#[derive(Clone)]
+pub struct MfaKey {
+    pub id: String,
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for MfaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MfaKey({})", self.id)
+    }
+}
+
+/// The MFA encryption keys, newest first.
+#[derive(Clone, Debug)]
+pub struct MfaKeys(pub Vec<MfaKey>);
+
+/// The format of a sealed value: `v1:<key id>:<base64 of nonce ‖ ciphertext>`.
+const VERSION: &str = "v1";
+
+impl MfaKeys {
+    fn newest(&self) -> anyhow::Result<&MfaKey> {
+        self.0
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no MFA encryption key is configured"))
+    }
+
+    /// Seals `plaintext` with the newest key.
+    pub fn seal(&self, plaintext: &str) -> anyhow::Result<String> {
+        let key = self.newest()?;
+        let cipher = Aes256Gcm::new((&key.key).into());
+        let nonce_bytes: [u8; 12] = rand::random();
+        let mut out = nonce_bytes.to_vec();
+        let ciphertext = cipher
+            .encrypt(Nonce::from_slice(&nonce_bytes), plaintext.as_bytes())
+            .map_err(|_| anyhow::anyhow!("sealing an MFA secret failed"))?;
+        out.extend(ciphertext);
+        Ok(format!("{VERSION}:{}:{}", key.id, STANDARD.encode(out)))
+    }
+
+    /// Opens what [`Self::seal`] made, with the key it names.
+    pub fn open(&self, sealed: &str) -> anyhow::Result<String> {
+        let mut parts = sealed.splitn(3, ':');
+        let (Some(VERSION), Some(id), Some(data)) = (parts.next(), parts.next(), parts.next())
+        else {
+            anyhow::bail!("a stored MFA secret is not in the v1 format");
+        };
+        let key = self.0.iter().find(|k| k.id == id).ok_or_else(|| {
+            anyhow::anyhow!("a stored MFA secret was sealed with key {id:?}, which is not configured (MFA_ENCRYPTION_KEYS)")
+        })?;
+        let raw = STANDARD.decode(data)?;
+        if raw.len() < 13 {
+            anyhow::bail!("a stored MFA secret is truncated");
+        }
+        let (nonce, ciphertext) = raw.split_at(12);
+        let plain = Aes256Gcm::new((&key.key).into())
+            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .map_err(|_| anyhow::anyhow!("a stored MFA secret does not open with key {id:?}"))?;
+        Ok(String::from_utf8(plain)?)
+    }
+
+    /// The id of the key `sealed` was sealed with.
+    pub fn key_id_of(sealed: &str) -> Option<&str> {
+        sealed.split(':').nth(1)
+    }
+
+    /// Whether `sealed` is sealed with the newest key.
+    pub fn is_current(&self, sealed: &str) -> bool {
+        self.0
+            .first()
+            .is_some_and(|k| Self::key_id_of(sealed) == Some(k.id.as_str()))
+    }
+}
+
+/// A freshly generated secret in base32, as authenticator apps take it.
+pub fn new_secret() -> String {
+    Secret::generate().to_base32()
+}
+
+/// The TOTP generator of a base32 secret.
+pub fn totp(secret_b32: &str, account: &str, issuer: &str) -> anyhow::Result<Totp> {
+    let secret = Secret::try_from_base32(secret_b32)
+        .map_err(|e| anyhow::anyhow!("stored TOTP secret is not base32: {e:?}"))?;
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_skew(1)
+        .with_secret(secret)
+        .with_account_name(account)
+        .with_issuer(Some(issuer))
+        .build()
+        .map_err(|e| anyhow::anyhow!("building TOTP failed: {e:?}"))
+}
+
+/// The time step a 6-digit `code` is valid for (now ± one step), if any.
+pub fn matching_step(totp: &Totp, code: &str) -> Option<i64> {
+    let code = code.trim();
+    if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    totp.check(code, now)
+        .and_then(|step| i64::try_from(step).ok())
+}
+
+/// How many backup codes a user gets.
+pub const BACKUP_CODES: usize = 10;
+
+/// Ten backup codes of 80 random bits each, formatted `xxxx-xxxx-xxxx-xxxx`.
+pub fn backup_codes() -> Vec<String> {
+    (0..BACKUP_CODES)
+        .map(|_| {
+            let raw: String = random_secret()
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(16)
+                .collect::<String>()
+                .to_lowercase();
+            raw.as_bytes()
+                .chunks(4)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join("-")
+        })
+        .collect()
+}
+
+/// The stored digest of a backup code as typed (case and dashes ignored).
+pub fn backup_code_digest(code: &str) -> String {
+    let normal: String = code
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_lowercase();
+    sha256(&normal).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Seals the digests of `codes` (a JSON array), as `user_mfa.backup_codes_encrypted` holds them.
+pub fn seal_backup_codes(keys: &MfaKeys, digests: &[String]) -> anyhow::Result<String> {
+    keys.seal(&serde_json::to_string(digests)?)
+}
+
+/// Opens sealed backup-code digests.
+pub fn open_backup_codes(keys: &MfaKeys, sealed: &str) -> anyhow::Result<Vec<String>> {
+    Ok(serde_json::from_str(&keys.open(sealed)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(ids: &[&str]) -> MfaKeys {
+        MfaKeys(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| MfaKey {
+                    id: (*id).to_owned(),
+                    key: [u8::try_from(i).unwrap_or(0) + 7; 32],
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn secrets_round_trip_and_old_keys_still_open() {
+        let old = keys(&["k1"]);
+        let secret = new_secret();
+        let sealed = old.seal(&secret).expect("seal");
+        assert!(sealed.starts_with("v1:k1:"), "{sealed}");
+        assert!(!sealed.contains(&secret));
+        assert_eq!(old.open(&sealed).expect("open"), secret);
+        // After a rotation the newest seals, the old one still opens.
+        let rotated = MfaKeys(vec![
+            MfaKey {
+                id: "k2".into(),
+                key: [9; 32],
+            },
+            old.0[0].clone(),
+        ]);
+        assert_eq!(rotated.open(&sealed).expect("old opens"), secret);
+        assert!(!rotated.is_current(&sealed));
+        assert!(rotated.seal("x").expect("seal").starts_with("v1:k2:"));
+        // A key that is gone names itself in the error.
+        let err = keys(&["k3"]).open(&sealed).expect_err("gone");
+        assert!(err.to_string().contains("k1"), "{err}");
+    }
+
+    #[test]
+    fn current_code_matches_and_garbage_does_not() {
+        let secret = new_secret();
+        let t = totp(&secret, "alice", "SLM").expect("totp");
+        let code = t.generate_current().to_string();
+        assert!(matching_step(&t, &code).is_some());
+        assert!(matching_step(&t, "abcdef").is_none());
+        assert!(matching_step(&t, "12345").is_none());
+    }
+
+    #[test]
+    fn backup_codes_are_distinct_and_typed_loosely() {
+        let codes = backup_codes();
+        assert_eq!(codes.len(), BACKUP_CODES);
+        let unique: std::collections::HashSet<_> = codes.iter().collect();
+        assert_eq!(unique.len(), BACKUP_CODES);
+        assert_eq!(
+            backup_code_digest(&codes[0].to_uppercase().replace('-', "")),
+            backup_code_digest(&codes[0])
+        );
+        let k = keys(&["k1"]);
+        let digests: Vec<String> = codes.iter().map(|c| backup_code_digest(c)).collect();
+        let sealed = seal_backup_codes(&k, &digests).expect("seal");
+        assert!(
+            sealed.len() <= 2000,
+            "fits user_mfa.backup_codes_encrypted: {}",
+            sealed.len()
+        );
+        assert_eq!(open_backup_codes(&k, &sealed).expect("open"), digests);
+    }
+}

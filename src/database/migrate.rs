@@ -1,0 +1,350 @@
+//! Database provisioning: create a realm's database when missing, check an existing AutoBot
+//! schema before adopting it, run the migrations (the same for both realms: the public tables
+//! are the AutoBot platform's in both), and seed the realm's roles, permissions and default
+//! organization.
+//!
+//! The migrations' own bookkeeping lives in the server's schema (`slm_server._sqlx_migrations`)
+//! and they run under the migrator's advisory lock, so replicas starting together migrate once.
+
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+
+use crate::database::{Db as _, Source};
+use crate::realm::RealmId;
+
+/// The schema that holds everything only this server needs.
+pub const PRIVATE_SCHEMA: &str = "slm_server";
+
+fn migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.create_schema(PRIVATE_SCHEMA);
+    migrator.dangerous_set_table_name("slm_server._sqlx_migrations");
+    migrator
+}
+
+/// Creates the database named in `options` if it does not exist, connecting to the server's
+/// `postgres` maintenance database to do so.
+pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let name = options
+        .get_database()
+        .ok_or_else(|| anyhow::anyhow!("the database URL names no database"))?
+        .to_owned();
+    if PgConnection::connect_with(options).await.is_ok() {
+        return Ok(());
+    }
+    // Identifiers cannot be bound as parameters; the name is checked to be a plain identifier.
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        anyhow::bail!("refusing to create database {name:?}: unusual characters in its name");
+    }
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL to create {name}: {e}"))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let result = sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await;
+        // Another replica may have created it at the same moment.
+        if let Err(err) = result
+            && !err.to_string().contains("already exists")
+        {
+            return Err(err.into());
+        }
+        tracing::info!(database = %name, "created database");
+    }
+    Ok(())
+}
+
+/// The columns of the AutoBot tables that the server reads or writes, with their types as
+/// `information_schema` names them. An adopted database must have every one.
+const REQUIRED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "organizations",
+        &[
+            ("id", "uuid"),
+            ("slug", "character varying"),
+            ("name", "character varying"),
+            ("is_active", "boolean"),
+            ("deleted_at", "timestamp with time zone"),
+            ("max_users", "integer"),
+            ("settings", "jsonb"),
+            ("created_at", "timestamp with time zone"),
+        ],
+    ),
+    (
+        "users",
+        &[
+            ("id", "uuid"),
+            ("org_id", "uuid"),
+            ("email", "character varying"),
+            ("username", "character varying"),
+            ("password_hash", "character varying"),
+            ("display_name", "character varying"),
+            ("avatar_url", "character varying"),
+            ("bio", "text"),
+            ("is_active", "boolean"),
+            ("is_verified", "boolean"),
+            ("mfa_enabled", "boolean"),
+            ("is_platform_admin", "boolean"),
+            ("preferences", "jsonb"),
+            ("last_login_at", "timestamp with time zone"),
+            ("deleted_at", "timestamp with time zone"),
+            ("created_at", "timestamp with time zone"),
+            ("updated_at", "timestamp with time zone"),
+        ],
+    ),
+    (
+        "roles",
+        &[
+            ("id", "uuid"),
+            ("org_id", "uuid"),
+            ("name", "character varying"),
+            ("description", "text"),
+            ("is_system", "boolean"),
+            ("priority", "integer"),
+        ],
+    ),
+    (
+        "permissions",
+        &[
+            ("id", "uuid"),
+            ("name", "character varying"),
+            ("description", "text"),
+            ("resource", "character varying"),
+            ("action", "character varying"),
+        ],
+    ),
+    (
+        "role_permissions",
+        &[("role_id", "uuid"), ("permission_id", "uuid")],
+    ),
+    (
+        "user_roles",
+        &[
+            ("user_id", "uuid"),
+            ("role_id", "uuid"),
+            ("assigned_by", "uuid"),
+            ("created_at", "timestamp with time zone"),
+        ],
+    ),
+    (
+        "teams",
+        &[
+            ("id", "uuid"),
+            ("org_id", "uuid"),
+            ("name", "character varying"),
+            ("description", "text"),
+            ("settings", "jsonb"),
+            ("is_default", "boolean"),
+            ("deleted_at", "timestamp with time zone"),
+            ("created_at", "timestamp with time zone"),
+            ("updated_at", "timestamp with time zone"),
+        ],
+    ),
+    (
+        "team_memberships",
+        &[
+            ("id", "uuid"),
+            ("team_id", "uuid"),
+            ("user_id", "uuid"),
+            ("role", "character varying"),
+            ("joined_at", "timestamp with time zone"),
+        ],
+    ),
+    (
+        "api_keys",
+        &[
+            ("id", "uuid"),
+            ("key_hash", "character varying"),
+            ("key_prefix", "character varying"),
+            ("user_id", "uuid"),
+            ("name", "character varying"),
+            ("description", "character varying"),
+            ("scopes", "jsonb"),
+            ("is_active", "boolean"),
+            ("expires_at", "timestamp with time zone"),
+            ("last_used_at", "timestamp with time zone"),
+            ("usage_count", "integer"),
+            ("revoked_at", "timestamp with time zone"),
+            ("revoked_by", "uuid"),
+            ("created_at", "timestamp with time zone"),
+        ],
+    ),
+    (
+        "user_mfa",
+        &[
+            ("id", "uuid"),
+            ("user_id", "uuid"),
+            ("method", "character varying"),
+            ("secret_encrypted", "character varying"),
+            ("backup_codes_encrypted", "character varying"),
+            ("backup_codes_remaining", "integer"),
+            ("is_verified", "boolean"),
+            ("last_verified_at", "timestamp with time zone"),
+        ],
+    ),
+    (
+        "audit_logs",
+        &[
+            ("id", "uuid"),
+            ("org_id", "uuid"),
+            ("user_id", "uuid"),
+            ("action", "character varying"),
+            ("resource_type", "character varying"),
+            ("resource_id", "uuid"),
+            ("outcome", "character varying"),
+            ("details", "jsonb"),
+            ("ip_address", "character varying"),
+            ("user_agent", "character varying"),
+            ("created_at", "timestamp with time zone"),
+        ],
+    ),
+];
+
+/// When the AutoBot tables already exist, checks that every column the server needs is there
+/// with its type; the first one missing is the error, in one line.
+async fn check_public_schema(conn: &mut PgConnection) -> anyhow::Result<()> {
+    let present: Option<String> = sqlx::query_scalar("SELECT to_regclass('public.users')::text")
+        .fetch_one(&mut *conn)
+        .await?;
+    if present.is_none() {
+        return Ok(());
+    }
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        r"SELECT table_name::text, column_name::text, data_type::text
+          FROM information_schema.columns WHERE table_schema = 'public'",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (table, wanted) in REQUIRED_COLUMNS {
+        for (column, data_type) in *wanted {
+            match columns.iter().find(|(t, c, _)| t == table && c == column) {
+                None => anyhow::bail!(
+                    "the existing AutoBot schema lacks column {table}.{column} ({data_type}), which slm-server needs"
+                ),
+                Some((_, _, found)) if found != data_type => anyhow::bail!(
+                    "the existing AutoBot schema has column {table}.{column} as {found}; slm-server needs {data_type}"
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A one-connection pool (the migrator's futures must be `Send` for background retries).
+async fn single_connection(options: &PgConnectOptions) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.clone())
+        .await?)
+}
+
+/// Creates (if needed) and migrates a realm's database to the newest schema, adopting AutoBot
+/// tables that already exist, then seeds what the realm needs.
+pub async fn migrate_up(realm: RealmId, options: &PgConnectOptions) -> anyhow::Result<()> {
+    ensure_database(options).await?;
+    let pool = single_connection(options).await?;
+    {
+        let mut conn = pool.acquire().await?;
+        check_public_schema(&mut conn).await?;
+    }
+    migrator().run(&pool).await?;
+    seed(realm, &pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Inserts the realm's roles, permissions and default organization where missing; rows that
+/// exist are left as they are.
+async fn seed(realm: RealmId, pool: &PgPool) -> anyhow::Result<()> {
+    let source = Source {
+        pool: pool.clone(),
+        limit: Duration::from_secs(600),
+        unavailable: realm.policy().unavailable_detail,
+    };
+    let mut tx = source.begin().await?;
+    // Replicas starting together seed one after the other.
+    sqlx::query("SELECT pg_advisory_xact_lock(7263511, 3)")
+        .execute(tx.exec())
+        .await?;
+    crate::users::db::seed(&mut tx, realm.policy()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One migration and whether it is applied.
+#[derive(Debug)]
+pub struct MigrationStatus {
+    pub version: i64,
+    pub description: String,
+    pub applied: bool,
+}
+
+/// The migrations of a realm's database, oldest first.
+pub async fn status(options: &PgConnectOptions) -> anyhow::Result<Vec<MigrationStatus>> {
+    let mut conn = PgConnection::connect_with(options).await?;
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('slm_server._sqlx_migrations')::text")
+            .fetch_one(&mut conn)
+            .await?;
+    let applied: Vec<i64> = match table {
+        Some(_) => {
+            sqlx::query_scalar("SELECT version FROM slm_server._sqlx_migrations WHERE success")
+                .fetch_all(&mut conn)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    Ok(migrator()
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| MigrationStatus {
+            version: m.version,
+            description: m.description.to_string(),
+            applied: applied.contains(&m.version),
+        })
+        .collect())
+}
+
+/// How far back `migrate --revert` goes.
+#[derive(Clone, Copy, Debug)]
+pub enum RevertTo {
+    /// Undo the newest applied migration only.
+    Previous,
+    /// Undo every migration newer than this version (0: all of them).
+    Version(i64),
+}
+
+/// Reverts migrations of a realm's database; returns the versions undone, newest first.
+pub async fn migrate_down(options: &PgConnectOptions, to: RevertTo) -> anyhow::Result<Vec<i64>> {
+    let before = status(options).await?;
+    let mut applied: Vec<i64> = before
+        .iter()
+        .filter(|m| m.applied)
+        .map(|m| m.version)
+        .collect();
+    applied.sort_unstable();
+    let target = match to {
+        RevertTo::Version(v) => v,
+        RevertTo::Previous => applied.iter().rev().nth(1).copied().unwrap_or(0),
+    };
+    if target != 0 && !before.iter().any(|m| m.version == target) {
+        anyhow::bail!("no migration has version {target}");
+    }
+    let pool = single_connection(options).await?;
+    migrator().undo(&pool, target).await?;
+    pool.close().await;
+    Ok(applied.into_iter().rev().filter(|v| *v > target).collect())
+}

@@ -1,0 +1,203 @@
+//! The two realms as values: a realm carries its pool, token keys, password scheme and policy,
+//! so that one service function serves both (STYLE.md §2). Realm differences are data, never a
+//! `match`.
+
+mod policy;
+
+pub use policy::{ADMIN_ROLE, PermissionSeed, RealmPolicy};
+use policy::{AUTOBOT_POLICY, SLM_POLICY};
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use sqlx::PgPool;
+
+use crate::auth::password::Scheme;
+use crate::auth::token::TokenKeys;
+use crate::config::Settings;
+use crate::database::{Conn, DatabaseSettings, Source, Tx, lazy_pool};
+use crate::error::{ApiError, DatabaseUnavailable, detail_response};
+
+/// Which user population.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RealmId {
+    Slm,
+    Autobot,
+}
+
+impl RealmId {
+    /// The realm's name on the wire and in token audiences.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slm => "slm",
+            Self::Autobot => "autobot",
+        }
+    }
+
+    /// The static policy of this realm.
+    pub fn policy(self) -> &'static RealmPolicy {
+        match self {
+            Self::Slm => &SLM_POLICY,
+            Self::Autobot => &AUTOBOT_POLICY,
+        }
+    }
+}
+
+impl std::str::FromStr for RealmId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "slm" => Ok(Self::Slm),
+            "autobot" => Ok(Self::Autobot),
+            other => Err(format!("unknown realm {other:?}; expected slm or autobot")),
+        }
+    }
+}
+
+struct RealmInner {
+    id: RealmId,
+    db: Source,
+    tokens: TokenKeys,
+    scheme: Scheme,
+}
+
+/// A realm with its resources; cheap to clone.
+#[derive(Clone)]
+pub struct Realm(Arc<RealmInner>);
+
+impl std::fmt::Debug for Realm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Realm").field(&self.0.id).finish()
+    }
+}
+
+impl RealmId {
+    /// This realm's database settings and token secret.
+    pub fn settings(self, settings: &Settings) -> (&DatabaseSettings, &[String]) {
+        match self {
+            Self::Slm => (&settings.slm_db, &settings.slm_jwt_secrets),
+            Self::Autobot => (&settings.autobot_db, &settings.autobot_jwt_secrets),
+        }
+    }
+
+    /// How this realm stores new passwords.
+    pub fn scheme(self, settings: &Settings) -> Scheme {
+        match self {
+            Self::Slm => Scheme::Argon2id,
+            Self::Autobot => settings.autobot_password_scheme,
+        }
+    }
+}
+
+impl Realm {
+    /// The realm `id` as configured: a lazily connecting pool and the token keys.
+    pub fn from_settings(id: RealmId, settings: &Settings) -> Self {
+        let (db, secrets) = id.settings(settings);
+        let tokens = TokenKeys::new(
+            id.as_str(),
+            secrets,
+            settings.access_token_ttl,
+            settings.refresh_token_ttl,
+        );
+        Self::new(
+            id,
+            lazy_pool(db),
+            db.statement_timeout,
+            tokens,
+            id.scheme(settings),
+        )
+    }
+
+    /// Builds a realm from its pool, statement deadline and token keys.
+    pub fn new(
+        id: RealmId,
+        pool: PgPool,
+        statement_timeout: std::time::Duration,
+        tokens: TokenKeys,
+        scheme: Scheme,
+    ) -> Self {
+        let db = Source {
+            pool,
+            limit: statement_timeout,
+            unavailable: id.policy().unavailable_detail,
+        };
+        Self(Arc::new(RealmInner {
+            id,
+            db,
+            tokens,
+            scheme,
+        }))
+    }
+
+    pub fn id(&self) -> RealmId {
+        self.0.id
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.0.id.as_str()
+    }
+
+    pub fn policy(&self) -> &'static RealmPolicy {
+        self.0.id.policy()
+    }
+
+    /// The pool itself, for what is not a request (health checks, pool metrics, LISTEN).
+    pub fn pool(&self) -> &PgPool {
+        &self.0.db.pool
+    }
+
+    pub fn tokens(&self) -> &TokenKeys {
+        &self.0.tokens
+    }
+
+    /// How this realm stores new passwords.
+    pub fn scheme(&self) -> Scheme {
+        self.0.scheme
+    }
+
+    /// A connection, or this realm's 503 within the acquire timeout.
+    pub async fn conn(&self) -> Result<Conn, ApiError> {
+        self.0.db.conn().await
+    }
+
+    /// A transaction, or this realm's 503.
+    pub async fn begin(&self) -> Result<Tx, ApiError> {
+        self.0.db.begin().await
+    }
+
+    /// Whether the database answers a trivial query right now.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(self.pool()).await.is_ok()
+    }
+}
+
+/// Middleware of the routes of one realm: a database 503 that does not yet say which database
+/// (an error that arose mid-statement rather than while connecting) names this realm's.
+pub async fn label_unavailable(
+    State(realm): State<Realm>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    let Some(unavailable) = response.extensions().get::<DatabaseUnavailable>().cloned() else {
+        return response;
+    };
+    if unavailable.labelled {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut labelled = detail_response(parts.status, realm.policy().unavailable_detail);
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_LENGTH && name != axum::http::header::CONTENT_TYPE {
+            labelled.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    labelled.extensions_mut().insert(DatabaseUnavailable {
+        labelled: true,
+        ..unavailable
+    });
+    labelled
+}
