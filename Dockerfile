@@ -3,8 +3,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-COPY migrations_slm ./migrations_slm
-COPY migrations_autobot ./migrations_autobot
+COPY migrations ./migrations
 RUN cargo build --locked --release && strip target/release/slm-server
 
 FROM debian:bookworm-slim
