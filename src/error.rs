@@ -13,6 +13,12 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+/// Database errors by which PostgreSQL ended a transaction to resolve a deadlock (40P01) or a
+/// serialization failure (40001): nothing of it was written, and running it again may succeed.
+pub fn is_transaction_conflict(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
+}
+
 /// Database errors that mean "cannot reach the database" rather than "the query is wrong".
 pub fn is_connectivity_error(err: &sqlx::Error) -> bool {
     match err {
@@ -175,6 +181,11 @@ impl From<sqlx::Error> for ApiError {
 /// logged once, with the request id, and never sent to the client.
 #[derive(Clone, Debug)]
 pub struct InternalErrorCause(pub std::sync::Arc<String>);
+
+/// Marks a 500 whose transaction PostgreSQL ended as a deadlock or serialization failure:
+/// [`crate::middleware::run_again_after_conflict`] runs such a request again.
+#[derive(Clone, Copy, Debug)]
+pub struct TransactionConflict;
 
 /// A 503 because a database did not answer: its cause (logged once by the middleware) and
 /// whether the body already names the database.
@@ -343,6 +354,9 @@ impl IntoResponse for ApiError {
                 });
             }
             Self::Database { source, .. } => {
+                if is_transaction_conflict(source) {
+                    response.extensions_mut().insert(TransactionConflict);
+                }
                 response
                     .extensions_mut()
                     .insert(InternalErrorCause(std::sync::Arc::new(format!(

@@ -1,9 +1,10 @@
 //! Cross-cutting HTTP behaviour: every error body FastAPI-shaped (axum's and tower's own 404,
 //! 405, 408, 413 included), the cause of a 500 or of a database 503 logged once with the
-//! request id, request metrics by matched route.
+//! request id, request metrics by matched route, and a request whose transaction PostgreSQL
+//! ended (a deadlock) run again.
 
 use crate::extract::ApiJson;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
@@ -11,7 +12,53 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::{DatabaseUnavailable, InternalErrorCause};
+use crate::error::{ApiError, DatabaseUnavailable, InternalErrorCause, TransactionConflict};
+use crate::extract::MAX_BODY_BYTES;
+
+/// How many times a request is run when PostgreSQL keeps ending its transaction.
+const CONFLICT_ATTEMPTS: u32 = 3;
+
+/// Runs a request again when PostgreSQL ended its transaction to break a deadlock (or a
+/// serialization failure), up to [`CONFLICT_ATTEMPTS`] times, after a short random pause.
+///
+/// A global lock order cannot prevent every deadlock here: the AutoBot schema's foreign keys
+/// (audit rows, sessions and role grants all reference `users`) take row locks that a request
+/// does not choose, so a request that locks a user and then its sessions can meet one that
+/// holds a session and then checks the user. PostgreSQL then ends one of the two transactions;
+/// it wrote nothing, and every request keeps its writes in one transaction, so running it
+/// again is safe. (Work before that transaction, such as a login's counted attempt or a rate
+/// limit's count, is counted again: the cautious side.) The body is kept to send it again; it
+/// is limited to [`MAX_BODY_BYTES`], as the extractors would limit it.
+pub async fn run_again_after_conflict(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return ApiError::PayloadTooLarge.into_response();
+    };
+    let mut attempt = 1;
+    loop {
+        let mut again = Request::new(Body::from(body.clone()));
+        *again.method_mut() = parts.method.clone();
+        *again.uri_mut() = parts.uri.clone();
+        *again.version_mut() = parts.version;
+        *again.headers_mut() = parts.headers.clone();
+        *again.extensions_mut() = parts.extensions.clone();
+        let response = next.clone().run(again).await;
+        if attempt == CONFLICT_ATTEMPTS
+            || response.extensions().get::<TransactionConflict>().is_none()
+        {
+            return response;
+        }
+        let cause = response
+            .extensions()
+            .get::<InternalErrorCause>()
+            .map(|c| c.0.clone());
+        tracing::warn!(attempt, error = ?cause, "the database ended the request's transaction; running it again");
+        metrics::counter!("http_request_conflict_retries_total").increment(1);
+        let pause = Duration::from_millis(rand::random_range(10..50) * u64::from(attempt));
+        tokio::time::sleep(pause).await;
+        attempt += 1;
+    }
+}
 
 fn is_json(response: &Response) -> bool {
     response

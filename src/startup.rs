@@ -227,6 +227,9 @@ pub fn router(app: AppState) -> Router {
         .merge(api)
         .merge(crate::openapi::docs_router(crate::openapi::document(paths)))
         .fallback(crate::middleware::not_found)
+        .layer(axum::middleware::from_fn(
+            crate::middleware::run_again_after_conflict,
+        ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -240,3 +240,85 @@ async fn a_partition_never_holds_a_request_that_has_a_connection() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// PostgreSQL ends one transaction of a deadlock; the request whose transaction it ended runs
+/// again and succeeds, rather than answering 500. The deadlock is built by hand: another
+/// connection holds the user's session and then asks for the user's row, which the
+/// deactivation holds while it waits to end that session.
+#[tokio::test]
+async fn a_request_aborted_by_a_deadlock_runs_again() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (user_id, user_token) = app.slm_user("viewer").await;
+    let uid: uuid::Uuid = user_id.parse().unwrap();
+    let session: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM slm_server.sessions WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(uid)
+    .fetch_one(&app.slm_db)
+    .await
+    .unwrap();
+
+    let mut holder = app.slm_db.begin().await.unwrap();
+    // The server's connection, not this one, is the one to find the deadlock and give way.
+    sqlx::query("SET LOCAL deadlock_timeout = '60s'")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1 FROM slm_server.sessions WHERE id = $1 FOR UPDATE")
+        .bind(session)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let deactivation = {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/api/slm-users/{user_id}")),
+            admin.clone(),
+        );
+        tokio::spawn(async move {
+            let response = client
+                .patch(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({"is_active": false}))
+                .send()
+                .await
+                .unwrap();
+            Answer::from(response).await
+        })
+    };
+    // The deactivation holds the user's row and waits for the session.
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sqlx::query_scalar::<_, i64>(waiting)
+        .fetch_one(&app.slm_db)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the deactivation never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Now this connection waits for the user's row: a cycle, which PostgreSQL breaks by
+    // ending the deactivation's transaction.
+    sqlx::query("SELECT 1 FROM public.users WHERE id = $1 FOR KEY SHARE")
+        .bind(uid)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder.rollback().await.unwrap();
+
+    let answer = deactivation.await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["is_active"], false);
+    let me = app.get("/api/slm-auth/me", &user_token).await;
+    assert_eq!(me.status, 401, "the session ended: {}", me.body);
+    let revoked: Option<String> =
+        sqlx::query_scalar("SELECT revoke_reason FROM slm_server.sessions WHERE id = $1")
+            .bind(session)
+            .fetch_one(&app.slm_db)
+            .await
+            .unwrap();
+    assert_eq!(revoked.as_deref(), Some("deactivated"));
+}
