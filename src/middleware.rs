@@ -51,8 +51,9 @@ pub async fn run_again_after_conflict(request: Request, next: Next) -> Response 
         let cause = response
             .extensions()
             .get::<InternalErrorCause>()
-            .map(|c| c.0.clone());
-        tracing::warn!(attempt, error = ?cause, "the database ended the request's transaction; running it again");
+            .map(|c| c.0.to_string())
+            .unwrap_or_default();
+        tracing::warn!(attempt, error = %cause, "the database ended the request's transaction; running it again");
         metrics::counter!("http_request_conflict_retries_total").increment(1);
         let pause = Duration::from_millis(rand::random_range(10..50) * u64::from(attempt));
         tokio::time::sleep(pause).await;
