@@ -6,6 +6,7 @@ pub mod db;
 mod dto;
 mod handlers;
 
+pub use dto::AuditEvent;
 pub use handlers::router;
 
 use axum::extract::{Request, State};

@@ -59,7 +59,9 @@ pub struct User {
     pub is_verified: bool,
     pub mfa_enabled: bool,
     pub is_platform_admin: bool,
-    pub preferences: Json<serde_json::Value>,
+    /// As PostgreSQL prints it, never parsed: a JSON number may be beyond what `f64` holds (the
+    /// AutoBot backend writes Python's integers), and the server does not read preferences.
+    pub preferences: Json<Box<serde_json::value::RawValue>>,
     /// Highest priority first.
     pub roles: Json<Vec<Role>>,
     pub must_change_password: bool,

@@ -45,7 +45,7 @@ pub struct UserResponse {
     /// True exactly when `roles` holds `admin`.
     pub is_platform_admin: bool,
     #[schema(value_type = Object)]
-    pub preferences: serde_json::Value,
+    pub preferences: Box<serde_json::value::RawValue>,
     /// Highest role first.
     pub roles: Vec<RoleResponse>,
     pub must_change_password: bool,

@@ -264,12 +264,12 @@ pub async fn revoke_user_sessions(
 
 /// Everything stored about a user (GDPR art. 15).
 #[utoipa::path(get, path = "/{user_id}/export", params(UserPath),
-    responses((status = 200, body = Object), (status = 404, body = HttpError)), security(("bearer" = [])))]
+    responses((status = 200, body = service::UserExport), (status = 404, body = HttpError)), security(("bearer" = [])))]
 pub async fn export_user(
     State(ctx): State<Scoped>,
     Authorized(op, _): Authorized<CanWrite>,
     ApiPath(path): ApiPath<UserPath>,
-) -> Result<ApiJson<serde_json::Value>, ApiError> {
+) -> Result<ApiJson<service::UserExport>, ApiError> {
     service::export(&ctx.realm, &op, path.user_id)
         .await
         .map(ApiJson)

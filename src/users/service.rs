@@ -656,31 +656,39 @@ pub async fn revoke_sessions(
     tx.commit().await
 }
 
+/// Everything stored about a user, as `GET …/{id}/export` returns it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct UserExport {
+    pub user: crate::users::dto::UserResponse,
+    pub teams: Vec<crate::teams::dto::TeamResponse>,
+    pub sessions: Vec<crate::auth::db::SessionRow>,
+    pub api_keys: Vec<crate::auth::dto::ApiKeyResponse>,
+    pub access_requests: Vec<crate::access_requests::dto::AccessRequest>,
+    pub audit_events: Vec<crate::audit::AuditEvent>,
+    pub exported_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Everything stored about a user (GDPR art. 15).
-pub async fn export(
-    realm: &Realm,
-    operator: &Principal,
-    id: Uuid,
-) -> Result<serde_json::Value, ApiError> {
+pub async fn export(realm: &Realm, operator: &Principal, id: Uuid) -> Result<UserExport, ApiError> {
     authz::require(operator, Perm::WriteUsers(realm.id()))?;
     let mut conn = realm.conn().await?;
     let user = db::fetch(&mut conn, id).await?.ok_or(NOT_FOUND)?;
     let teams = crate::teams::db::of_user(&mut conn, id).await?;
     let (sessions, _) = crate::auth::db::live_sessions(&mut conn, id, 0, 1000).await?;
-    let keys: Vec<crate::auth::dto::ApiKeyResponse> = crate::auth::db::api_keys_of(&mut conn, id)
+    let api_keys = crate::auth::db::api_keys_of(&mut conn, id)
         .await?
         .into_iter()
         .map(Into::into)
         .collect();
-    let requests = crate::access_requests::db::of_user(&mut conn, id, &user.email).await?;
-    let events = crate::audit::db::about_user(&mut conn, realm.name(), id).await?;
-    Ok(json!({
-        "user": crate::users::dto::UserResponse::from(user),
-        "teams": teams.into_iter().map(crate::teams::dto::TeamResponse::from).collect::<Vec<_>>(),
-        "sessions": sessions,
-        "api_keys": keys,
-        "access_requests": requests,
-        "audit_events": events,
-        "exported_at": chrono::Utc::now(),
-    }))
+    let access_requests = crate::access_requests::db::of_user(&mut conn, id, &user.email).await?;
+    let audit_events = crate::audit::db::about_user(&mut conn, realm.name(), id).await?;
+    Ok(UserExport {
+        user: user.into(),
+        teams: teams.into_iter().map(Into::into).collect(),
+        sessions,
+        api_keys,
+        access_requests,
+        audit_events,
+        exported_at: chrono::Utc::now(),
+    })
 }

@@ -574,3 +574,53 @@ async fn role_change_takes_effect_immediately() {
         "the same token, promoted on the very next request"
     );
 }
+
+#[tokio::test]
+async fn preferences_come_back_as_stored_whatever_their_numbers() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    for (realm, db) in [("slm", &app.slm_db), ("autobot", &app.autobot_db)] {
+        let base = format!("/api/{realm}-users");
+        let id = app
+            .create_user(realm, "numbers", "many-digits-42x", &[])
+            .await;
+        // Each is a valid f64 that PostgreSQL prints in full (310 digits for the largest).
+        let extremes = json!({"largest": 1.797_693_134_862_315_5e308, "tiny": 3.503_528_682_318_861_4e-42,
+                              "negative": -1.868_703_582_880_463e229, "whole": -2498});
+        let patched = app
+            .patch(
+                &format!("{base}/{id}"),
+                &admin,
+                json!({"preferences": extremes}),
+            )
+            .await;
+        assert_eq!(patched.status, 200, "{realm}: {}", patched.body);
+        let got = app.get(&format!("{base}/{id}"), &admin).await;
+        assert_eq!(got.body["preferences"], extremes, "{realm}: {}", got.body);
+
+        // The AutoBot backend writes Python integers, which no f64 holds: passed through as is.
+        sqlx::query("UPDATE public.users SET preferences = $1::text::jsonb WHERE id = $2::uuid")
+            .bind(format!("{{\"big\": 1{}}}", "0".repeat(400)))
+            .bind(&id)
+            .execute(db)
+            .await
+            .expect("update");
+        let expected = format!("\"big\": 1{}}}", "0".repeat(400));
+        let mut paths = vec![format!("{base}/{id}"), base.clone()];
+        if realm == "autobot" {
+            paths.push(format!("{base}/{id}/export"));
+        }
+        for path in paths {
+            let raw = app
+                .client
+                .get(app.url(&path))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(raw.status(), 200, "{realm}: {path}");
+            let text = raw.text().await.expect("body");
+            assert!(text.contains(&expected), "{realm}: {path}: {text}");
+        }
+    }
+}
