@@ -397,6 +397,19 @@ where
     T::deserialize(de).map(Some)
 }
 
+/// Deserializes an optional date-time as RFC 3339 writes it (the schema's `format: date-time`,
+/// a four-digit year). chrono's own parser also reads years such as `-12345`, which PostgreSQL
+/// cannot hold; every instant this accepts, it can.
+pub fn rfc3339<'de, D>(de: D) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(de)?;
+    chrono::DateTime::parse_from_rfc3339(&raw)
+        .map(|t| Some(t.to_utc()))
+        .map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,7 +48,9 @@ pub struct AuditQuery {
     pub actor_id: Option<Uuid>,
     pub target_id: Option<Uuid>,
     /// RFC 3339 (`2026-02-05T10:00:00Z`).
+    #[serde(default, deserialize_with = "crate::extract::rfc3339")]
     pub since: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "crate::extract::rfc3339")]
     pub until: Option<DateTime<Utc>>,
     /// Both realms when absent.
     #[param(value_type = Option<String>, pattern = "^(slm|autobot)$")]

@@ -1,7 +1,8 @@
 //! Input no client should send, generated from the server's own OpenAPI document so that a new
 //! field or endpoint is covered without a new test: a NUL in every string field, query
-//! parameter and path segment; the largest `skip` on every list; requests the HTTP layer itself
-//! refuses. Each answer must be a FastAPI-shaped 4xx, never a 5xx.
+//! parameter and path segment; the largest `skip` on every list; instants no RFC 3339 date-time
+//! writes in every date-time parameter; requests the HTTP layer itself refuses. Each answer must
+//! be a FastAPI-shaped 4xx, never a 5xx.
 use std::io::{Read, Write};
 
 use crate::helpers::*;
@@ -186,6 +187,46 @@ async fn any_skip_is_fine_on_every_list() {
         lists += 1;
     }
     assert!(lists >= 5, "every list was tried ({lists})");
+}
+
+#[tokio::test]
+async fn a_date_time_outside_rfc_3339_is_a_422_there() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let doc = app
+        .request(Method::GET, "/openapi.json", None, None)
+        .await
+        .body;
+    let mut tried = 0;
+    for (method, path, op) in operations(&doc) {
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        for param in params
+            .iter()
+            .filter(|p| p["in"] == "query" && resolve(&doc, &p["schema"])["format"] == "date-time")
+        {
+            assert_eq!(method, Method::GET, "{path}");
+            let name = param["name"].as_str().expect("name");
+            // Years PostgreSQL cannot hold (before 4713 BC) or RFC 3339 cannot write.
+            for bad in [
+                "-12345-01-01T00:00:00Z",
+                "%2B12345-01-01T00:00:00Z",
+                "2026-02-30T00:00:00Z",
+            ] {
+                let target = format!("{}?{name}={bad}", concrete(&path, None));
+                let answer = app.get(&target, &admin).await;
+                assert_eq!(answer.status, 422, "{target}: {}", answer.body);
+                assert_eq!(answer.locs(), vec![json!(["query", name])], "{target}");
+            }
+            // The edges of what RFC 3339 writes, an offset pushing the first into the year -1.
+            for good in ["0000-01-01T00:00:00%2B23:59", "9999-12-31T23:59:59.999999Z"] {
+                let target = format!("{}?{name}={good}", concrete(&path, None));
+                let answer = app.get(&target, &admin).await;
+                assert_eq!(answer.status, 200, "{target}: {}", answer.body);
+            }
+            tried += 1;
+        }
+    }
+    assert!(tried >= 2, "since and until were tried ({tried})");
 }
 
 #[tokio::test]
