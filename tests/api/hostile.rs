@@ -9,6 +9,13 @@ use crate::helpers::*;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
+/// The server's own OpenAPI document.
+async fn document(app: &TestApp) -> Value {
+    app.request(Method::GET, "/openapi.json", None, None)
+        .await
+        .body
+}
+
 /// The operations of the document: (method, path template, operation).
 fn operations(doc: &Value) -> Vec<(Method, String, Value)> {
     let mut out = Vec::new();
@@ -73,10 +80,7 @@ async fn a_nul_in_any_string_is_a_422_at_that_field() {
     app.create_user("autobot", "prober", "Sturdy-Pass-9000", &["user"])
         .await;
     let autobot_user = app.token("autobot", "prober", "Sturdy-Pass-9000").await;
-    let doc = app
-        .request(Method::GET, "/openapi.json", None, None)
-        .await
-        .body;
+    let doc = document(&app).await;
     let mut probes = 0;
     for (method, path, op) in operations(&doc) {
         // Self-service routes authenticate their own realm's users; the rest an SLM admin.
@@ -166,10 +170,7 @@ async fn a_nul_in_any_string_is_a_422_at_that_field() {
 async fn any_skip_is_fine_on_every_list() {
     let app = spawn_app().await;
     let admin = app.admin().await;
-    let doc = app
-        .request(Method::GET, "/openapi.json", None, None)
-        .await
-        .body;
+    let doc = document(&app).await;
     let mut lists = 0;
     for (method, path, op) in operations(&doc) {
         let params = op["parameters"].as_array().cloned().unwrap_or_default();
@@ -193,10 +194,7 @@ async fn any_skip_is_fine_on_every_list() {
 async fn a_date_time_outside_rfc_3339_is_a_422_there() {
     let app = spawn_app().await;
     let admin = app.admin().await;
-    let doc = app
-        .request(Method::GET, "/openapi.json", None, None)
-        .await
-        .body;
+    let doc = document(&app).await;
     let mut tried = 0;
     for (method, path, op) in operations(&doc) {
         let params = op["parameters"].as_array().cloned().unwrap_or_default();
@@ -321,10 +319,7 @@ async fn a_control_character_at_the_edge_of_a_name_is_a_422_there() {
     assert_eq!(team.status, 201, "{}", team.body);
     assert_eq!(team.body["name"], "Support", "spaces are trimmed");
     let team = team.body["id"].as_str().unwrap().to_owned();
-    let doc = app
-        .request(Method::GET, "/openapi.json", None, None)
-        .await
-        .body;
+    let doc = document(&app).await;
     let new_user = |name: &str| {
         json!({"username": "edgy", "email": "edgy@example.com", "password": "Sturdy-Pass-9000",
                "display_name": name})
