@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::config::BootstrapSettings;
 use crate::crypto::{random_secret, sha256};
 use crate::domain::{Email, Password, Username};
@@ -104,7 +104,7 @@ pub async fn ensure_admin(
                 &mut tx,
                 realm,
                 &actor,
-                "password_changed",
+                AuditAction::PasswordChanged,
                 Some(id),
                 json!({"bootstrap": true, "forced": true}),
             )

@@ -119,7 +119,7 @@ pub enum Command {
         /// The realm of the new admin.
         #[arg(long, value_enum)]
         realm: RealmArg,
-        /// 3-64 letters, digits, '.', '_', '-'.
+        /// 3-50 letters, digits, '.', '_', '-'.
         #[arg(long)]
         username: String,
         /// The admin's e-mail address.
@@ -637,8 +637,10 @@ pub async fn check(settings: &Settings) -> anyhow::Result<bool> {
             sqlx::PgConnection::connect_with(opts),
         )
         .await;
+        let mut blockers = Vec::new();
         let status = match connected {
-            Ok(Ok(conn)) => {
+            Ok(Ok(mut conn)) => {
+                blockers = migrate::preflight(&mut conn).await.unwrap_or_default();
                 let _ = conn.close().await;
                 match migrate::status(opts).await {
                     Ok(list) => {
@@ -662,6 +664,14 @@ pub async fn check(settings: &Settings) -> anyhow::Result<bool> {
             ok = false;
         }
         say!("{} database {where_}: {status}", id.as_str());
+        // What stops the migration, each with what to do about it.
+        for blocker in &blockers {
+            say!("  cannot be migrated: {}", blocker.cause);
+            say!("  fix: {}", blocker.fix);
+        }
+        if id == RealmId::Slm && !blockers.is_empty() {
+            ok = false;
+        }
     }
     let redis =
         crate::redis_client::Redis::new(&settings.redis_url, settings.redis_ca_file.as_deref())?;

@@ -85,8 +85,16 @@ pub struct Settings {
     pub autobot_secret_source: String,
     /// Where `/metrics` is served: its own listener, or `None` for the API's port.
     pub metrics_addr: Option<SocketAddr>,
-    pub access_token_ttl: Duration,
+    /// Access-token lifetime of each realm: the SLM one long, as the SLM backend's, because
+    /// the dashboard never refreshes.
+    pub slm_access_token_ttl: Duration,
+    pub autobot_access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// A session unused for this long ends, whatever its tokens say.
+    pub session_idle: Duration,
+    /// The role of an SLM user created without roles (the dashboard's "Add SLM Admin" sends
+    /// none).
+    pub slm_default_role: String,
     /// How long after its rotation a refresh token is still accepted (parallel tabs).
     pub refresh_reuse_grace: Duration,
     /// Allowed CORS origins; empty means no cross-origin access, `*` any origin.
@@ -555,6 +563,18 @@ impl Settings {
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         let hash_concurrency = parse_or(lookup, "PASSWORD_HASH_CONCURRENCY", cpus)?.max(1);
         let lockout_threshold: i32 = parse_or(lookup, "LOCKOUT_THRESHOLD", 5)?;
+        let slm_roles = crate::realm::RealmId::Slm.policy().role_names();
+        let slm_default_role = get(lookup, "SLM_DEFAULT_ROLE")
+            .map_or_else(|| "admin".to_owned(), |v| v.trim().to_owned());
+        if !slm_roles.contains(&slm_default_role.as_str()) {
+            return Err(config_error(
+                "SLM_DEFAULT_ROLE",
+                format!(
+                    "expected one of {}, got {slm_default_role:?}",
+                    slm_roles.join(", ")
+                ),
+            ));
+        }
         if lockout_threshold < 1 {
             return Err(config_error("LOCKOUT_THRESHOLD", "must be at least 1"));
         }
@@ -572,7 +592,18 @@ impl Settings {
             slm_secret_source,
             autobot_secret_source,
             metrics_addr: metrics_addr(lookup, environment)?,
-            access_token_ttl: minutes(lookup, "ACCESS_TOKEN_EXPIRE_MINUTES", 30)?,
+            slm_access_token_ttl: minutes(
+                lookup,
+                "SLM_ACCESS_TOKEN_EXPIRE_MINUTES",
+                parse_or(lookup, "ACCESS_TOKEN_EXPIRE_MINUTES", 1440)?,
+            )?,
+            autobot_access_token_ttl: minutes(
+                lookup,
+                "AUTOBOT_ACCESS_TOKEN_EXPIRE_MINUTES",
+                parse_or(lookup, "ACCESS_TOKEN_EXPIRE_MINUTES", 30)?,
+            )?,
+            session_idle: minutes(lookup, "SESSION_IDLE_MINUTES", 480)?,
+            slm_default_role,
             refresh_token_ttl: Duration::from_secs(
                 parse_or::<u64>(lookup, "REFRESH_TOKEN_EXPIRE_DAYS", 7)?.max(1) * 86_400,
             ),
@@ -646,7 +677,22 @@ mod tests {
         assert_eq!(s.rbac_cache_key.as_deref(), Some("rbac:perm:{user_id}"));
         assert_eq!(s.autobot_password_scheme, Scheme::Bcrypt { cost: 12 });
         assert_eq!(s.lockout.threshold, 5);
-        assert_eq!(s.access_token_ttl, Duration::from_secs(1800));
+        assert_eq!(s.slm_access_token_ttl, Duration::from_secs(1440 * 60));
+        assert_eq!(s.autobot_access_token_ttl, Duration::from_secs(1800));
+        assert_eq!(s.session_idle, Duration::from_secs(480 * 60));
+        assert_eq!(s.slm_default_role, "admin");
+        let both = settings(&[("ACCESS_TOKEN_EXPIRE_MINUTES", "15")]).expect("both");
+        assert_eq!(both.slm_access_token_ttl, Duration::from_secs(900));
+        assert_eq!(both.autobot_access_token_ttl, Duration::from_secs(900));
+        let one = settings(&[
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "15"),
+            ("SLM_ACCESS_TOKEN_EXPIRE_MINUTES", "60"),
+        ])
+        .expect("one");
+        assert_eq!(one.slm_access_token_ttl, Duration::from_secs(3600));
+        assert_eq!(one.autobot_access_token_ttl, Duration::from_secs(900));
+        let err = settings(&[("SLM_DEFAULT_ROLE", "owner")]).expect_err("unknown role");
+        assert!(err.to_string().contains("SLM_DEFAULT_ROLE"), "{err}");
     }
 
     /// What production needs besides secrets: where the databases are.

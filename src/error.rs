@@ -227,9 +227,13 @@ impl ApiError {
         }
     }
 
-    /// Whether this is a 503 because a database cannot be reached.
+    /// Whether this is a 503 because a database cannot be reached (or is not migrated).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Database { source, .. } if is_connectivity_error(source))
+        match self {
+            Self::Database { source, .. } => is_connectivity_error(source),
+            Self::Unavailable { .. } => true,
+            _ => false,
+        }
     }
 
     /// The HTTP status of this error.

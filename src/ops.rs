@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use crate::realm::SchemaState;
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -24,14 +25,26 @@ async fn check(probe: impl Future<Output = bool>) -> &'static str {
     }
 }
 
-/// Readiness: `ready`, `degraded` (AutoBot database or Redis down) or `unavailable` (SLM
-/// database down, the only case answered with 503).
+/// The check of a realm's database: `ok`, `unavailable` (it does not answer) or `unmigrated`
+/// (it answers, but does not have this server's schema yet; see the start-up log or
+/// `slm-server check`).
+async fn check_database(realm: &crate::realm::Realm) -> &'static str {
+    let answers = check(realm.ping()).await;
+    match realm.schema() {
+        SchemaState::Ready => answers,
+        _ if answers == "ok" => "unmigrated",
+        _ => answers,
+    }
+}
+
+/// Readiness: `ready`, `degraded` (AutoBot database down or unmigrated, or Redis down) or
+/// `unavailable` (SLM database down, the only case answered with 503).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready or degraded"), (status = 503, description = "SLM database down")))]
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let (slm, autobot, redis) = tokio::join!(
-        check(app.slm.ping()),
-        check(app.autobot.ping()),
+        check_database(&app.slm),
+        check_database(&app.autobot),
         check(app.redis.ping())
     );
     let (status, code) = if slm != "ok" {

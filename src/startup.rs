@@ -16,9 +16,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
+use crate::database::migrate::Unmigratable;
 use crate::extract::MAX_BODY_BYTES;
 use crate::http_errors::{Peer, ShapedListener};
-use crate::realm::RealmId;
+use crate::realm::{Realm, RealmId, SchemaState};
 use crate::state::AppState;
 
 /// A built server, listening but not yet serving.
@@ -31,27 +32,69 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
 }
 
-/// Migrates the AutoBot database in the background until it succeeds, so that the server
-/// starts (and serves the SLM realm) while that remote database is down.
-fn migrate_autobot_when_reachable(settings: &Settings, mut shutdown: watch::Receiver<bool>) {
+/// Migrates the AutoBot database, in the background until it succeeds, so that the server
+/// starts (and serves the SLM realm) while that remote database is down or cannot be migrated.
+/// The realm's schema state says which (`/readyz`), and its endpoints answer 503 until then.
+/// A cause is logged once, in one line, and again only when it changes.
+fn migrate_autobot_until_done(
+    realm: Realm,
+    settings: &Settings,
+    mut shutdown: watch::Receiver<bool>,
+    mut last_cause: Option<String>,
+) {
     let options = settings.autobot_db.options.clone();
     let target = settings.autobot_db.describe();
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(500);
         loop {
-            match crate::database::migrate::migrate_up(RealmId::Autobot, &options).await {
-                Ok(()) => return,
-                Err(err) => {
-                    tracing::warn!(error = %err, database = %target, "AutoBot database not migrated yet; retrying")
-                }
+            let outcome = crate::database::migrate::migrate_up(RealmId::Autobot, &options).await;
+            if let Some(cause) = record_migration(&realm, &target, outcome, last_cause.as_deref()) {
+                last_cause = Some(cause);
+            } else {
+                return;
             }
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
+            delay = (delay * 2).min(Duration::from_secs(10));
         }
     });
+}
+
+/// Records the outcome of a migration of the AutoBot realm in its schema state, and logs a
+/// cause unless it is `logged` already; returns the cause, or `None` once migrated.
+fn record_migration(
+    realm: &Realm,
+    target: &str,
+    outcome: anyhow::Result<()>,
+    logged: Option<&str>,
+) -> Option<String> {
+    let err = match outcome {
+        Ok(()) => {
+            realm.set_schema(SchemaState::Ready);
+            if logged.is_some() {
+                tracing::info!(database = %target, "AutoBot database migrated; its endpoints answer again");
+            }
+            return None;
+        }
+        Err(err) => err,
+    };
+    let (cause, blocked) = match err.downcast_ref::<Unmigratable>() {
+        Some(blocked) => (blocked.to_string(), true),
+        None => (format!("{err:#}"), false),
+    };
+    if blocked {
+        realm.set_schema(SchemaState::Unmigrated(cause.clone().into()));
+    }
+    if logged != Some(cause.as_str()) {
+        if blocked {
+            tracing::error!(database = %target, "AutoBot database cannot be migrated, its endpoints answer 503 until it is: {cause}");
+        } else {
+            tracing::warn!(database = %target, error = %cause, "AutoBot database unreachable; serving the SLM realm and retrying");
+        }
+    }
+    Some(cause)
 }
 
 impl Application {
@@ -61,24 +104,35 @@ impl Application {
         // Install the recorder before anything records, or early metrics would be lost.
         crate::telemetry::prometheus();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = AppState::build(settings.clone())?;
         if settings.migrate_on_start {
             crate::database::migrate::migrate_up(RealmId::Slm, &settings.slm_db.options)
                 .await
-                .map_err(|e| anyhow::anyhow!("SLM database {}: {e}", settings.slm_db.describe()))?;
-            let autobot_opts = &settings.autobot_db.options;
+                .map_err(|e| {
+                    anyhow::anyhow!("SLM database {}: {e:#}", settings.slm_db.describe())
+                })?;
+            // A reachable AutoBot database is migrated before the server answers; one that is
+            // slow, down or blocked is left to the background.
+            state.autobot.set_schema(SchemaState::Pending);
             let quick = tokio::time::timeout(
                 Duration::from_secs(3),
-                crate::database::migrate::migrate_up(RealmId::Autobot, autobot_opts),
+                crate::database::migrate::migrate_up(
+                    RealmId::Autobot,
+                    &settings.autobot_db.options,
+                ),
             )
-            .await;
-            if !matches!(quick, Ok(Ok(()))) {
-                tracing::warn!(
-                    "AutoBot database unreachable at start; serving the SLM realm and retrying"
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 3 s")));
+            let target = settings.autobot_db.describe();
+            if let Some(cause) = record_migration(&state.autobot, &target, quick, None) {
+                migrate_autobot_until_done(
+                    state.autobot.clone(),
+                    &settings,
+                    shutdown_rx.clone(),
+                    Some(cause),
                 );
-                migrate_autobot_when_reachable(&settings, shutdown_rx.clone());
             }
         }
-        let state = AppState::build(settings.clone())?;
         if let Some(creds) = crate::bootstrap::ensure_admin(&state, &state.slm, &settings.bootstrap)
             .await
             .map_err(|e| anyhow::anyhow!("creating the bootstrap admin failed: {e:#}"))?

@@ -10,7 +10,7 @@ use crate::users::dto::UserResponse;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccessRequest {
-    #[schema(pattern = "^[A-Za-z0-9._-]{3,64}$", min_length = 3, max_length = 64)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{3,50}$", min_length = 3, max_length = 50)]
     pub username: String,
     #[schema(format = "email", max_length = 254)]
     pub email: String,

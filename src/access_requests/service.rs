@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::access_requests::db::{self, NewRequest, REQUEST_CONFLICTS};
 use crate::access_requests::dto::{AccessRequest, AccessRequestAccepted, ApprovalResponse};
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::auth::authz::{self, Perm};
 use crate::auth::client::ClientInfo;
 use crate::auth::principal::Principal;
@@ -66,7 +66,7 @@ pub async fn submit(
         &mut tx,
         realm,
         &Actor::anonymous(client),
-        "access_request_submitted",
+        AuditAction::AccessRequestSubmitted,
         Some(id),
         json!({"username": submission.username.as_str(), "email": submission.email.as_str()}),
     )
@@ -162,7 +162,7 @@ pub async fn approve(
         &mut tx,
         realm,
         &actor,
-        "access_request_approved",
+        AuditAction::AccessRequestApproved,
         Some(id),
         json!({"user_id": user.id}),
     )
@@ -199,7 +199,7 @@ pub async fn deny(
         &mut tx,
         realm,
         &op.actor(),
-        "access_request_denied",
+        AuditAction::AccessRequestDenied,
         Some(id),
         json!({"comment": comment}),
     )

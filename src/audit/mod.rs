@@ -49,25 +49,122 @@ impl Actor {
     }
 }
 
-/// What kind of thing an event is about, from its name (the `resource_type` column).
-fn resource_type(event: &str) -> &'static str {
-    if event.starts_with("team_") {
-        "team"
-    } else if event.starts_with("api_key_") {
-        "api_key"
-    } else if event.starts_with("access_request_") {
-        "access_request"
-    } else {
-        "user"
+/// What an audit event records, as `audit_logs.action` names it. One trail is shared with the
+/// AutoBot backend, so where its `AuditAction` vocabulary has a name, that name is used; the
+/// rest are this server's own (docs/api.md §4, Audit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    LoginSuccess,
+    LoginFailed,
+    Logout,
+    PasswordChanged,
+    MfaEnabled,
+    MfaDisabled,
+    MfaFailed,
+    BackupCodeUsed,
+    UserCreated,
+    UserUpdated,
+    UserDeleted,
+    UserActivated,
+    UserDeactivated,
+    TeamCreated,
+    TeamUpdated,
+    TeamDeleted,
+    TeamMemberAdded,
+    TeamMemberRemoved,
+    TeamMemberRoleChanged,
+    RoleAssigned,
+    RoleRevoked,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    AccountLocked,
+    AccountUnlocked,
+    // The server's own: the backend has no name for these.
+    MfaBackupCodesRegenerated,
+    TokenRefresh,
+    TokenReuseDetected,
+    SessionsRevoked,
+    AccessRequestSubmitted,
+    AccessRequestApproved,
+    AccessRequestDenied,
+    PermissionDenied,
+}
+
+impl AuditAction {
+    /// The name stored in `audit_logs.action`.
+    pub fn as_str(self) -> &'static str {
+        use AuditAction::*;
+        match self {
+            LoginSuccess => "login_success",
+            LoginFailed => "login_failed",
+            Logout => "logout",
+            PasswordChanged => "password_changed",
+            MfaEnabled => "mfa_enabled",
+            MfaDisabled => "mfa_disabled",
+            MfaFailed => "mfa_failed",
+            BackupCodeUsed => "backup_code_used",
+            UserCreated => "user_created",
+            UserUpdated => "user_updated",
+            UserDeleted => "user_deleted",
+            UserActivated => "user_activated",
+            UserDeactivated => "user_deactivated",
+            TeamCreated => "team_created",
+            TeamUpdated => "team_updated",
+            TeamDeleted => "team_deleted",
+            TeamMemberAdded => "team_member_added",
+            TeamMemberRemoved => "team_member_removed",
+            TeamMemberRoleChanged => "team_member_role_changed",
+            RoleAssigned => "role_assigned",
+            RoleRevoked => "role_revoked",
+            ApiKeyCreated => "api_key_created",
+            ApiKeyRevoked => "api_key_revoked",
+            AccountLocked => "account_locked",
+            AccountUnlocked => "account_unlocked",
+            MfaBackupCodesRegenerated => "mfa_backup_codes_regenerated",
+            TokenRefresh => "token_refresh",
+            TokenReuseDetected => "token_reuse_detected",
+            SessionsRevoked => "sessions_revoked",
+            AccessRequestSubmitted => "access_request_submitted",
+            AccessRequestApproved => "access_request_approved",
+            AccessRequestDenied => "access_request_denied",
+            PermissionDenied => "permission_denied",
+        }
+    }
+
+    /// What kind of thing the event is about (the `resource_type` column, in the backend's
+    /// `AuditResourceType` words).
+    fn resource_type(self) -> &'static str {
+        use AuditAction::*;
+        match self {
+            TeamCreated
+            | TeamUpdated
+            | TeamDeleted
+            | TeamMemberAdded
+            | TeamMemberRemoved
+            | TeamMemberRoleChanged => "team",
+            ApiKeyCreated | ApiKeyRevoked => "api_key",
+            AccessRequestSubmitted | AccessRequestApproved | AccessRequestDenied => {
+                "access_request"
+            }
+            _ => "user",
+        }
+    }
+
+    /// Whether the event records something done or something refused (the `outcome`
+    /// column, with the backend's values).
+    fn outcome(self) -> &'static str {
+        use AuditAction::*;
+        match self {
+            LoginFailed | MfaFailed | TokenReuseDetected | AccountLocked => "failure",
+            PermissionDenied => "denied",
+            _ => "success",
+        }
     }
 }
 
-/// Whether an event records something done or something refused (the `outcome` column).
-fn outcome(event: &str) -> &'static str {
-    match event {
-        "login_failure" | "token_reuse_detected" | "account_locked" => "failure",
-        "permission_denied" => "denied",
-        _ => "success",
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -79,20 +176,20 @@ pub async fn record(
     db: &mut impl Db,
     realm: &Realm,
     actor: &Actor,
-    event_type: &str,
+    action: AuditAction,
     target_id: Option<Uuid>,
     detail: Value,
 ) -> Result<(), ApiError> {
-    Ok(db::insert(db, &event(realm, actor, event_type, target_id, detail)).await?)
+    Ok(db::insert(db, &event(realm, actor, action, target_id, detail)).await?)
 }
 
-fn event<'a>(
+fn event(
     realm: &Realm,
     actor: &Actor,
-    event_type: &'a str,
+    action: AuditAction,
     target_id: Option<Uuid>,
     detail: Value,
-) -> db::NewEvent<'a> {
+) -> db::NewEvent<'static> {
     let local_actor = actor.id.filter(|_| actor.realm == Some(realm.id()));
     let mut details = match detail {
         Value::Object(map) => map,
@@ -110,10 +207,10 @@ fn event<'a>(
     db::NewEvent {
         id: Uuid::now_v7(),
         user_id: local_actor,
-        action: event_type,
-        resource_type: resource_type(event_type),
+        action: action.as_str(),
+        resource_type: action.resource_type(),
         resource_id: target_id,
-        outcome: outcome(event_type),
+        outcome: action.outcome(),
         details: Value::Object(details),
         ip_address: actor.client.ip.map(|ip| ip.to_string()),
         user_agent: actor.client.user_agent.clone(),
@@ -125,12 +222,12 @@ pub async fn record_many(
     db: &mut impl Db,
     realm: &Realm,
     actor: &Actor,
-    event_type: &str,
+    action: AuditAction,
     targets: &[(Uuid, Value)],
 ) -> Result<(), ApiError> {
     let events: Vec<db::NewEvent<'_>> = targets
         .iter()
-        .map(|(target, detail)| event(realm, actor, event_type, Some(*target), detail.clone()))
+        .map(|(target, detail)| event(realm, actor, action, Some(*target), detail.clone()))
         .collect();
     Ok(db::insert_many(db, &events).await?)
 }
@@ -169,7 +266,7 @@ pub async fn record_denials(State(app): State<AppState>, request: Request, next:
             &mut conn,
             realm,
             &actor,
-            "permission_denied",
+            AuditAction::PermissionDenied,
             Some(denial.actor_id),
             detail,
         )

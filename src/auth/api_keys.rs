@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::auth::db::{self, NewApiKey};
 use crate::auth::dto::{
     ApiKeyCreatedResponse, ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, UpdateApiKeyRequest,
@@ -134,7 +134,7 @@ pub async fn issue(
         &mut tx,
         realm,
         actor,
-        "api_key_issued",
+        AuditAction::ApiKeyCreated,
         Some(owner),
         json!({"key_id": row.id, "name": row.name, "key_prefix": row.key_prefix, "scopes": new.scopes}),
     )
@@ -228,7 +228,7 @@ pub async fn revoke(
         &mut tx,
         realm,
         actor,
-        "api_key_revoked",
+        AuditAction::ApiKeyRevoked,
         Some(owner),
         json!({"key_id": key_id}),
     )

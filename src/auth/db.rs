@@ -146,8 +146,8 @@ pub struct Rotated {
 }
 
 /// Retires a refresh token and issues its successor, extending the session, in one statement:
-/// the token must be unexpired, unused (or used less than `grace` ago), and its session and
-/// user live. The row lock makes it a compare-and-set.
+/// the token must be unexpired, unused (or used less than `grace` ago), and its session (used
+/// within `idle`) and user live. The row lock makes it a compare-and-set.
 ///
 /// The token is the only table the UPDATE scans, found by its unique hash; the session and
 /// the user are checked by primary key from it. (A join of the three let a plan chosen while
@@ -158,6 +158,7 @@ pub async fn rotate_refresh_token(
     successor: &[u8],
     expires_at: DateTime<Utc>,
     grace: std::time::Duration,
+    idle: std::time::Duration,
 ) -> sqlx::Result<Option<Rotated>> {
     sqlx::query_as(
         r"WITH retired AS (
@@ -167,6 +168,7 @@ pub async fn rotate_refresh_token(
                 AND EXISTS (
                     SELECT 1 FROM slm_server.sessions s JOIN public.users su ON su.id = s.user_id
                     WHERE s.id = rt.session_id AND s.revoked_at IS NULL AND s.expires_at > now()
+                      AND s.last_seen_at > now() - make_interval(secs => $5)
                       AND su.is_active AND su.deleted_at IS NULL)
               RETURNING rt.session_id,
                         (SELECT s.user_id FROM slm_server.sessions s WHERE s.id = rt.session_id)
@@ -186,6 +188,7 @@ pub async fn rotate_refresh_token(
     .bind(successor)
     .bind(expires_at)
     .bind(secs(grace))
+    .bind(secs(idle))
     .fetch_optional(db.exec())
     .await
 }
@@ -253,10 +256,11 @@ pub struct SessionRow {
     pub expires_at: DateTime<Utc>,
 }
 
-/// The live sessions of a user, newest first, and how many there are.
+/// The live sessions of a user (used within `idle`), newest first, and how many there are.
 pub async fn live_sessions(
     db: &mut impl Db,
     user_id: Uuid,
+    idle: std::time::Duration,
     skip: i64,
     limit: i64,
 ) -> sqlx::Result<(Vec<SessionRow>, i64)> {
@@ -264,18 +268,22 @@ pub async fn live_sessions(
         r"SELECT id, created_at, last_seen_at, ip, user_agent, expires_at
           FROM slm_server.sessions
           WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            AND last_seen_at > now() - make_interval(secs => $4)
           ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT $3",
     )
     .bind(user_id)
     .bind(skip)
     .bind(limit)
+    .bind(secs(idle))
     .fetch_all(db.exec())
     .await?;
     let total = sqlx::query_scalar(
         r"SELECT count(*) FROM slm_server.sessions
-          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()",
+          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            AND last_seen_at > now() - make_interval(secs => $2)",
     )
     .bind(user_id)
+    .bind(secs(idle))
     .fetch_one(db.exec())
     .await?;
     Ok((rows, total))
@@ -293,27 +301,35 @@ pub struct Authenticated {
     pub key_scopes: Option<Json<Vec<String>>>,
 }
 
-/// The permissions of the user `u`, through its roles.
+/// The permissions of the user `u`, through its roles (the `admin` role's when its
+/// `is_platform_admin` flag is set, as in [`user_columns`]).
 macro_rules! permission_column {
     () => {
-        r"ARRAY(SELECT DISTINCT p.name::text FROM public.user_roles ur
-                JOIN public.role_permissions rp ON rp.role_id = ur.role_id
+        r"ARRAY(SELECT DISTINCT p.name::text FROM public.role_permissions rp
                 JOIN public.permissions p ON p.id = rp.permission_id
-                WHERE ur.user_id = u.id ORDER BY 1) AS permissions"
+                WHERE rp.role_id IN (
+                    SELECT ur.role_id FROM public.user_roles ur WHERE ur.user_id = u.id
+                    UNION ALL
+                    SELECT r.id FROM public.roles r
+                    WHERE u.is_platform_admin AND r.name = 'admin' AND r.org_id IS NULL)
+                ORDER BY 1) AS permissions"
     };
 }
 
 /// The user of a live session, read on every request so that logout, deactivation, deletion
-/// and role changes apply at once on every replica. `last_seen_at` is kept to the minute.
+/// and role changes apply at once on every replica. `last_seen_at` is kept to the minute; a
+/// session unused for `idle` has ended (and is not revived by this request).
 pub async fn session_user(
     db: &mut impl Db,
     session_id: Uuid,
     user_id: Uuid,
+    idle: std::time::Duration,
 ) -> sqlx::Result<Option<Authenticated>> {
     sqlx::query_as(concat!(
         r"WITH seen AS (
               UPDATE slm_server.sessions SET last_seen_at = now()
               WHERE id = $1 AND last_seen_at < now() - interval '60 seconds'
+                AND last_seen_at > now() - make_interval(secs => $3)
           )
           SELECT ",
         user_columns!(),
@@ -323,10 +339,12 @@ pub async fn session_user(
             NULL::jsonb AS key_scopes
           FROM slm_server.sessions s JOIN public.users u ON u.id = s.user_id
           WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL
-            AND s.expires_at > now() AND u.is_active AND u.deleted_at IS NULL"
+            AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $3)
+            AND u.is_active AND u.deleted_at IS NULL"
     ))
     .bind(session_id)
     .bind(user_id)
+    .bind(secs(idle))
     .fetch_optional(db.exec())
     .await
 }

@@ -127,6 +127,8 @@ pub struct MfaSetupResponse {
     /// Base32 TOTP secret.
     pub secret: String,
     pub otpauth_uri: String,
+    /// An SVG image of a QR code of `otpauth_uri`, for an authenticator app to scan.
+    pub qr_svg: String,
     /// Single-use codes, shown once.
     pub backup_codes: Vec<String>,
 }

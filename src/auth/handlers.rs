@@ -133,8 +133,14 @@ pub async fn list_user_sessions(
     {
         return Err(ApiError::NotFound("User not found"));
     }
-    let (sessions, total) =
-        db::live_sessions(&mut conn, path.user_id, page.skip, page.limit).await?;
+    let (sessions, total) = db::live_sessions(
+        &mut conn,
+        path.user_id,
+        ctx.realm.tokens().session_idle,
+        page.skip,
+        page.limit,
+    )
+    .await?;
     let body = SessionList {
         sessions,
         total,

@@ -8,7 +8,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::auth::authz::{self, Perm};
 use crate::auth::db;
 use crate::auth::dto::{MfaSetupResponse, MfaStatus};
@@ -73,6 +73,7 @@ pub async fn setup(
     tx.commit().await?;
     Ok(MfaSetupResponse {
         secret,
+        qr_svg: totp::qr_svg(&otpauth_uri)?,
         otpauth_uri,
         backup_codes: codes,
     })
@@ -117,7 +118,7 @@ pub async fn verify_setup(
         &mut tx,
         realm,
         &principal.actor(),
-        "mfa_enabled",
+        AuditAction::MfaEnabled,
         Some(user_id),
         json!({}),
     )
@@ -126,8 +127,16 @@ pub async fn verify_setup(
     tx.commit().await
 }
 
+/// Which second factor a code was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactor {
+    Totp,
+    /// A backup code, now spent.
+    BackupCode,
+}
+
 /// Checks a TOTP code (single use within its step) or a backup code (single use) of `user_id`,
-/// inside the caller's transaction.
+/// inside the caller's transaction; `None` when it is neither.
 pub async fn check_second_factor(
     app: &AppState,
     tx: &mut impl Db,
@@ -135,9 +144,9 @@ pub async fn check_second_factor(
     user_id: Uuid,
     username: &str,
     code: &str,
-) -> Result<bool, ApiError> {
+) -> Result<Option<SecondFactor>, ApiError> {
     let Some(record) = db::mfa_record(tx, user_id, true).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     let keys = &app.settings.mfa_keys;
     let secret = keys.open(&record.secret_encrypted)?;
@@ -147,15 +156,15 @@ pub async fn check_second_factor(
         if fresh {
             db::mfa_verified(tx, user_id).await?;
         }
-        return Ok(fresh);
+        return Ok(fresh.then_some(SecondFactor::Totp));
     }
     let Some(sealed) = record.backup_codes_encrypted.as_deref() else {
-        return Ok(false);
+        return Ok(None);
     };
     let mut digests = totp::open_backup_codes(keys, sealed)?;
     let digest = totp::backup_code_digest(code);
     let Some(position) = digests.iter().position(|d| *d == digest) else {
-        return Ok(false);
+        return Ok(None);
     };
     digests.remove(position);
     let remaining = i32::try_from(digests.len()).unwrap_or(0);
@@ -167,7 +176,7 @@ pub async fn check_second_factor(
     )
     .await?;
     db::mfa_verified(tx, user_id).await?;
-    Ok(true)
+    Ok(Some(SecondFactor::BackupCode))
 }
 
 /// Whether `password` is the caller's.
@@ -213,8 +222,9 @@ pub async fn disable(
         return Err(ApiError::Conflict("MFA is not enabled".into()));
     }
     if let Proof::Code(code) = proof
-        && !check_second_factor(app, &mut tx, realm, user_id, &principal.user.username, code)
+        && check_second_factor(app, &mut tx, realm, user_id, &principal.user.username, code)
             .await?
+            .is_none()
     {
         return Err(ApiError::BadRequest(INVALID_CODE.into()));
     }
@@ -224,7 +234,7 @@ pub async fn disable(
         &mut tx,
         realm,
         &principal.actor(),
-        "mfa_disabled",
+        AuditAction::MfaDisabled,
         Some(user_id),
         json!({"by": "self"}),
     )
@@ -257,7 +267,7 @@ pub async fn regenerate_backup_codes(
         &mut tx,
         realm,
         &principal.actor(),
-        "mfa_backup_codes_regenerated",
+        AuditAction::MfaBackupCodesRegenerated,
         Some(user_id),
         json!({}),
     )
@@ -283,7 +293,7 @@ pub async fn reset(realm: &Realm, operator: &Principal, user_id: Uuid) -> Result
         &mut tx,
         realm,
         &operator.actor(),
-        "mfa_disabled",
+        AuditAction::MfaDisabled,
         Some(user_id),
         json!({"by": "admin", "was_enabled": was_on}),
     )

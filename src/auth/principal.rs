@@ -149,12 +149,17 @@ pub async fn authenticate(
         ApiError::InvalidCredentials
     })?;
     let mut conn = realm.conn().await?;
-    let found = db::session_user(&mut conn, claims.sid, claims.uid)
-        .await?
-        .ok_or_else(|| {
-            tracing::debug!(session = %claims.sid, "session ended or user inactive");
-            ApiError::InvalidCredentials
-        })?;
+    let found = db::session_user(
+        &mut conn,
+        claims.sid,
+        claims.uid,
+        realm.tokens().session_idle,
+    )
+    .await?
+    .ok_or_else(|| {
+        tracing::debug!(session = %claims.sid, "session ended or user inactive");
+        ApiError::InvalidCredentials
+    })?;
     Ok(principal(realm, found, Some(claims.sid), client))
 }
 

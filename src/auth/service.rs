@@ -11,7 +11,7 @@ use serde_json::json;
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::auth::client::ClientInfo;
 use crate::auth::db::{self, LoginCandidate, NewSession};
 use crate::auth::dto::{LoginResponse, MfaChallenge, TokenResponse};
@@ -59,7 +59,7 @@ fn login_limit(app: &AppState) -> Limit {
 async fn audit_alone(
     realm: &Realm,
     actor: &Actor,
-    event: &str,
+    event: AuditAction,
     target: Option<Uuid>,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
@@ -137,10 +137,42 @@ async fn open_session(
         realm: Some(realm.id()),
         client: client.clone(),
     };
-    audit::record(tx, realm, &actor, "login_success", Some(user_id), detail).await?;
+    audit::record(
+        tx,
+        realm,
+        &actor,
+        AuditAction::LoginSuccess,
+        Some(user_id),
+        detail,
+    )
+    .await?;
     let user = users_db::fetch(tx, user_id).await?.ok_or(INVALID_LOGIN)?;
     let access = issue_access(realm, &user, session_id, None)?;
     Ok(token_response(realm, access, Some(refresh), user))
+}
+
+/// The second factor of a sign-in, in its transaction: a wrong code is audited `mfa_failed`,
+/// a backup code `backup_code_used`. Whether the code was right.
+async fn second_factor(
+    app: &AppState,
+    tx: &mut impl Db,
+    realm: &Realm,
+    actor: &Actor,
+    user_id: Uuid,
+    username: &str,
+    code: &str,
+) -> Result<bool, ApiError> {
+    let factor = mfa::check_second_factor(app, tx, realm, user_id, username, code).await?;
+    let event = match factor {
+        Some(mfa::SecondFactor::Totp) => return Ok(true),
+        Some(mfa::SecondFactor::BackupCode) => AuditAction::BackupCodeUsed,
+        None => {
+            login_outcome(realm, "invalid_mfa_code");
+            AuditAction::MfaFailed
+        }
+    };
+    audit::record(tx, realm, actor, event, Some(user_id), json!({})).await?;
+    Ok(factor.is_some())
 }
 
 /// Logs a user in. Failed attempts are counted atomically in PostgreSQL *before* the password
@@ -169,7 +201,7 @@ pub async fn login(
         audit_alone(
             realm,
             &actor,
-            "login_failure",
+            AuditAction::LoginFailed,
             None,
             json!({"username": attempted, "reason": "unknown_user"}),
         )
@@ -193,7 +225,7 @@ pub async fn login(
         audit_alone(
             realm,
             &actor,
-            "login_failure",
+            AuditAction::LoginFailed,
             Some(id),
             json!({"reason": "locked"}),
         )
@@ -216,7 +248,7 @@ pub async fn login(
             &mut tx,
             realm,
             &actor,
-            "login_failure",
+            AuditAction::LoginFailed,
             Some(id),
             json!({"reason": reason}),
         )
@@ -227,7 +259,7 @@ pub async fn login(
                 &mut tx,
                 realm,
                 &actor,
-                "account_locked",
+                AuditAction::AccountLocked,
                 Some(id),
                 json!({"failed_attempts": attempt}),
             )
@@ -275,18 +307,8 @@ pub async fn login(
                 expires_in: CHALLENGE_TTL.as_secs(),
             }));
         };
-        if !mfa::check_second_factor(app, &mut tx, realm, id, &username, code).await? {
-            audit::record(
-                &mut tx,
-                realm,
-                &actor,
-                "login_failure",
-                Some(id),
-                json!({"reason": "invalid_mfa_code"}),
-            )
-            .await?;
+        if !second_factor(app, &mut tx, realm, &actor, id, &username, code).await? {
             tx.commit().await?;
-            login_outcome(realm, "invalid_mfa_code");
             return Err(INVALID_LOGIN);
         }
     }
@@ -330,18 +352,18 @@ pub async fn verify_login(
         return Err(INVALID_CHALLENGE);
     };
     let actor = Actor::anonymous(client.clone());
-    if !mfa::check_second_factor(app, &mut tx, realm, user_id, &user.username, code.trim()).await? {
-        audit::record(
-            &mut tx,
-            realm,
-            &actor,
-            "login_failure",
-            Some(user_id),
-            json!({"reason": "invalid_mfa_code"}),
-        )
-        .await?;
+    if !second_factor(
+        app,
+        &mut tx,
+        realm,
+        &actor,
+        user_id,
+        &user.username,
+        code.trim(),
+    )
+    .await?
+    {
         tx.commit().await?;
-        login_outcome(realm, "invalid_mfa_code");
         return Err(INVALID_CHALLENGE);
     }
     db::spend_challenge(&mut tx, &token_hash).await?;
@@ -373,9 +395,15 @@ pub async fn refresh(
     let successor = random_secret();
     let expires_at = Utc::now() + realm.tokens().refresh_ttl;
     let mut tx = realm.begin().await?;
-    let rotated =
-        db::rotate_refresh_token(&mut tx, &presented, &sha256(&successor), expires_at, grace)
-            .await?;
+    let rotated = db::rotate_refresh_token(
+        &mut tx,
+        &presented,
+        &sha256(&successor),
+        expires_at,
+        grace,
+        realm.tokens().session_idle,
+    )
+    .await?;
     let Some(rotated) = rotated else {
         detect_reuse(&mut tx, realm, &presented, grace, client).await?;
         tx.commit().await?;
@@ -394,7 +422,7 @@ pub async fn refresh(
         &mut tx,
         realm,
         &actor,
-        "token_refresh",
+        AuditAction::TokenRefresh,
         Some(user.id),
         json!({"session_id": rotated.session_id}),
     )
@@ -421,7 +449,7 @@ pub async fn refresh_access(
         &mut conn,
         realm,
         &principal.actor(),
-        "token_refresh",
+        AuditAction::TokenRefresh,
         Some(principal.user.id),
         json!({"session_id": session_id, "with": "access_token"}),
     )
@@ -454,7 +482,7 @@ async fn detect_reuse(
         tx,
         realm,
         &actor,
-        "token_reuse_detected",
+        AuditAction::TokenReuseDetected,
         Some(user_id),
         json!({"session_id": session_id}),
     )
@@ -471,7 +499,7 @@ pub async fn logout(realm: &Realm, principal: &Principal) -> Result<(), ApiError
         &mut tx,
         realm,
         &principal.actor(),
-        "logout",
+        AuditAction::Logout,
         Some(principal.user.id),
         json!({"session_id": principal.session_id}),
     )
@@ -525,7 +553,7 @@ pub async fn change_password(
         &mut tx,
         realm,
         &actor,
-        "password_changed",
+        AuditAction::PasswordChanged,
         Some(user.id),
         json!({"by": "self"}),
     )
@@ -535,7 +563,7 @@ pub async fn change_password(
             &mut tx,
             realm,
             &actor,
-            "sessions_revoked",
+            AuditAction::SessionsRevoked,
             Some(user.id),
             json!({"sessions": ended}),
         )

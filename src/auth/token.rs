@@ -87,6 +87,8 @@ pub struct TokenKeys {
     validation: Validation,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// A session unused for this long ends (`SESSION_IDLE_MINUTES`).
+    pub session_idle: Duration,
 }
 
 impl TokenKeys {
@@ -96,6 +98,7 @@ impl TokenKeys {
         secrets: &[String],
         access_ttl: Duration,
         refresh_ttl: Duration,
+        session_idle: Duration,
     ) -> Self {
         // The algorithm is pinned: a token claiming another `alg` is refused.
         let mut validation = Validation::new(Algorithm::HS256);
@@ -109,6 +112,7 @@ impl TokenKeys {
             validation,
             access_ttl,
             refresh_ttl,
+            session_idle,
         }
     }
 
@@ -215,6 +219,7 @@ mod tests {
             realm,
             &secrets,
             Duration::from_secs(60),
+            Duration::from_secs(600),
             Duration::from_secs(600),
         )
     }

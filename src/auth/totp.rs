@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
-use crate::crypto::{random_secret, sha256};
+use crate::crypto::sha256;
 
 /// One MFA encryption key and its id (stored beside each sealed value).
 #[derive(Clone)]
@@ -119,29 +119,44 @@ pub fn matching_step(totp: &Totp, code: &str) -> Option<i64> {
         .and_then(|step| i64::try_from(step).ok())
 }
 
+/// An SVG image of a QR code of `text` (an `otpauth://` URI), black on white with its quiet
+/// zone, at least 200 pixels wide.
+pub fn qr_svg(text: &str) -> anyhow::Result<String> {
+    let code = qrcode::QrCode::new(text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("drawing the QR code failed: {e}"))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build())
+}
+
 /// How many backup codes a user gets.
 pub const BACKUP_CODES: usize = 10;
 
-/// Ten backup codes of 80 random bits each, formatted `xxxx-xxxx-xxxx-xxxx`.
+/// The characters of backup codes: digits and capitals without the look-alikes 0, 1, I and O.
+/// 32 symbols, 5 bits each.
+const BACKUP_CODE_ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+/// Characters of a backup code: 8 × 5 = 40 random bits, and what the dashboard's code field
+/// (8 characters) holds.
+const BACKUP_CODE_LEN: usize = 8;
+
+/// Ten backup codes of 40 random bits each, such as `K7M2P9QX`.
 pub fn backup_codes() -> Vec<String> {
+    // rand's thread generator is a CSPRNG, reseeded from the operating system.
     (0..BACKUP_CODES)
         .map(|_| {
-            let raw: String = random_secret()
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .take(16)
-                .collect::<String>()
-                .to_lowercase();
-            raw.as_bytes()
-                .chunks(4)
-                .map(|c| String::from_utf8_lossy(c).into_owned())
-                .collect::<Vec<_>>()
-                .join("-")
+            (0..BACKUP_CODE_LEN)
+                .map(|_| {
+                    let i = rand::random_range(0..BACKUP_CODE_ALPHABET.len());
+                    char::from(BACKUP_CODE_ALPHABET[i])
+                })
+                .collect()
         })
         .collect()
 }
 
-/// The stored digest of a backup code as typed (case and dashes ignored).
+/// The stored digest of a backup code as typed: spaces, dashes and case are ignored, so both
+/// today's codes and the 19-character `xxxx-xxxx-xxxx-xxxx` codes of earlier releases match.
 pub fn backup_code_digest(code: &str) -> String {
     let normal: String = code
         .chars()
@@ -211,10 +226,39 @@ mod tests {
         assert!(matching_step(&t, "12345").is_none());
     }
 
+    /// A code of the 19-character form earlier releases issued still matches the digest they
+    /// stored (SHA-256 of its lower-case letters and digits), however it is typed.
+    #[test]
+    fn backup_codes_of_earlier_releases_keep_working() {
+        let stored = "608594a1bbe19138017e93f01ea1b5ea3e6623eca00641b4fef9d6c3cb8e0223";
+        for typed in [
+            "k3md-9x2p-aa7q-r2zt",
+            "K3MD9X2PAA7QR2ZT",
+            " k3md 9x2p aa7q r2zt ",
+        ] {
+            assert_eq!(backup_code_digest(typed), stored, "{typed}");
+        }
+    }
+
     #[test]
     fn backup_codes_are_distinct_and_typed_loosely() {
         let codes = backup_codes();
         assert_eq!(codes.len(), BACKUP_CODES);
+        for code in &codes {
+            assert_eq!(code.len(), 8, "{code}");
+            assert!(
+                code.bytes().all(|b| BACKUP_CODE_ALPHABET.contains(&b)),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            backup_code_digest(&format!(
+                " {}-{} ",
+                &codes[1][..4],
+                &codes[1][4..].to_lowercase()
+            )),
+            backup_code_digest(&codes[1])
+        );
         let unique: std::collections::HashSet<_> = codes.iter().collect();
         assert_eq!(unique.len(), BACKUP_CODES);
         assert_eq!(

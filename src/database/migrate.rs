@@ -211,15 +211,39 @@ const REQUIRED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
     ),
 ];
 
-/// When the AutoBot tables already exist, checks that every column the server needs is there
-/// with its type; the first one missing is the error, in one line.
-async fn check_public_schema(conn: &mut PgConnection) -> anyhow::Result<()> {
+/// Something in an existing database that stops its migration until an operator acts: one
+/// line naming it (and the rows), and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    pub cause: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (fix: {})", self.cause, self.fix)
+    }
+}
+
+/// The error of [`migrate_up`] when the database was reached but cannot be migrated: the
+/// blockers of [`preflight`], or a migration that failed on the data. Anything else (the
+/// database did not answer) is worth trying again as it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct Unmigratable(pub Vec<Blocker>);
+
+/// What stops an existing database from being migrated: a column the server needs that is
+/// missing or of another type, and — while the server's unique indexes do not exist yet —
+/// live rows that would break them (names that differ only in case). Deleted rows never block:
+/// those indexes hold among live rows only. Empty when the database can be migrated.
+pub async fn preflight(conn: &mut PgConnection) -> anyhow::Result<Vec<Blocker>> {
     let present: Option<String> = sqlx::query_scalar("SELECT to_regclass('public.users')::text")
         .fetch_one(&mut *conn)
         .await?;
     if present.is_none() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let mut blockers = Vec::new();
     let columns: Vec<(String, String, String)> = sqlx::query_as(
         r"SELECT table_name::text, column_name::text, data_type::text
           FROM information_schema.columns WHERE table_schema = 'public'",
@@ -229,17 +253,69 @@ async fn check_public_schema(conn: &mut PgConnection) -> anyhow::Result<()> {
     for (table, wanted) in REQUIRED_COLUMNS {
         for (column, data_type) in *wanted {
             match columns.iter().find(|(t, c, _)| t == table && c == column) {
-                None => anyhow::bail!(
-                    "the existing AutoBot schema lacks column {table}.{column} ({data_type}), which slm-server needs"
-                ),
-                Some((_, _, found)) if found != data_type => anyhow::bail!(
-                    "the existing AutoBot schema has column {table}.{column} as {found}; slm-server needs {data_type}"
-                ),
+                None => blockers.push(Blocker {
+                    cause: format!("the existing AutoBot schema lacks column {table}.{column} ({data_type}), which slm-server needs"),
+                    fix: "apply the AutoBot backend's user-management migrations to this database first".into(),
+                }),
+                Some((_, _, found)) if found != data_type => blockers.push(Blocker {
+                    cause: format!("the existing AutoBot schema has column {table}.{column} as {found}; slm-server needs {data_type}"),
+                    fix: format!("change {table}.{column} back to {data_type}, as the AutoBot backend's models define it"),
+                }),
                 Some(_) => {}
             }
         }
     }
-    Ok(())
+    if !blockers.is_empty() {
+        return Ok(blockers);
+    }
+    // Each: what clashes, the query listing the clashing live rows (one line per group), and
+    // the name of the unique index that would refuse them.
+    let clashes: [(&str, &str, &str); 3] = [
+        (
+            "users whose usernames differ only in case",
+            r"SELECT string_agg(format('%L (id %s)', username, id), ' and ' ORDER BY created_at, id)
+              FROM public.users WHERE deleted_at IS NULL
+              GROUP BY lower(username) HAVING count(*) > 1 LIMIT 5",
+            "users_username_lower_key",
+        ),
+        (
+            "users whose e-mails differ only in case",
+            r"SELECT string_agg(format('%L (id %s)', email, id), ' and ' ORDER BY created_at, id)
+              FROM public.users WHERE deleted_at IS NULL
+              GROUP BY lower(email) HAVING count(*) > 1 LIMIT 5",
+            "users_email_lower_key",
+        ),
+        (
+            "teams of one organization whose names differ only in case",
+            r"SELECT string_agg(format('%L (id %s)', name, id), ' and ' ORDER BY created_at, id)
+              FROM public.teams WHERE deleted_at IS NULL
+              GROUP BY org_id, lower(name) HAVING count(*) > 1 LIMIT 5",
+            "teams_org_name_lower_key",
+        ),
+    ];
+    for (what, query, index) in clashes {
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('public.' || $1)::text")
+                .bind(index)
+                .fetch_one(&mut *conn)
+                .await?;
+        if exists.is_some() {
+            continue;
+        }
+        let groups: Vec<String> = sqlx::query_scalar(AssertSqlSafe(query))
+            .fetch_all(&mut *conn)
+            .await?;
+        if !groups.is_empty() {
+            blockers.push(Blocker {
+                cause: format!("live {what}: {}", groups.join("; ")),
+                fix:
+                    "rename, or delete (set deleted_at on), all but one of each; names are unique \
+                      case-insensitively among live rows"
+                        .into(),
+            });
+        }
+    }
+    Ok(blockers)
 }
 
 /// A one-connection pool (the migrator's futures must be `Send` for background retries).
@@ -252,19 +328,78 @@ async fn single_connection(options: &PgConnectOptions) -> anyhow::Result<PgPool>
 }
 
 /// Creates (if needed) and migrates a realm's database to the newest schema, adopting AutoBot
-/// tables that already exist, then seeds what the realm needs.
+/// tables that already exist, then seeds what the realm needs. When the database answers but
+/// cannot be migrated, the error is an [`Unmigratable`].
 pub async fn migrate_up(realm: RealmId, options: &PgConnectOptions) -> anyhow::Result<()> {
     ensure_database(options).await?;
     let pool = single_connection(options).await?;
     {
         let mut conn = pool.acquire().await?;
-        check_public_schema(&mut conn).await?;
+        let blockers = preflight(&mut conn).await?;
+        if !blockers.is_empty() {
+            return Err(Unmigratable(blockers).into());
+        }
+        make_unique_indexes_over_live_rows(&mut conn).await?;
     }
-    migrator().run(&pool).await?;
+    migrator().run(&pool).await.map_err(|err| match err {
+        // A statement the database refused (not one it never answered) will be refused again.
+        sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db)) => {
+            anyhow::Error::from(Unmigratable(vec![Blocker {
+                cause: format!("a migration failed: {}", db.message()),
+                fix: "see `slm-server check`, correct the data, and start again".into(),
+            }]))
+        }
+        other => other.into(),
+    })?;
     seed(realm, &pool).await?;
     pool.close().await;
     Ok(())
 }
+
+/// The first release made its case-insensitive unique indexes over every row, deleted ones
+/// included, which refuses a database whose deleted rows share a name with a live one: the
+/// AutoBot backend soft-deletes and may hold such rows. Before that migration runs on such a
+/// database, the indexes are made here, under the same names, over live rows only, so that the
+/// migration's `CREATE UNIQUE INDEX IF NOT EXISTS` finds them made. (Databases that ran the
+/// first release's migration get the same indexes from a later one.)
+async fn make_unique_indexes_over_live_rows(conn: &mut PgConnection) -> anyhow::Result<()> {
+    let origin: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('slm_server._sqlx_migrations')::text")
+            .fetch_one(&mut *conn)
+            .await?;
+    let applied: bool = match origin {
+        Some(_) => {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM slm_server._sqlx_migrations WHERE version = $1)",
+            )
+            .bind(SERVER_INDEXES_MIGRATION)
+            .fetch_one(&mut *conn)
+            .await?
+        }
+        None => false,
+    };
+    let adopting: Option<String> = sqlx::query_scalar("SELECT to_regclass('public.users')::text")
+        .fetch_one(&mut *conn)
+        .await?;
+    if applied || adopting.is_none() {
+        return Ok(());
+    }
+    for statement in [
+        r"CREATE UNIQUE INDEX IF NOT EXISTS users_username_lower_key ON public.users (lower(username))
+          WHERE deleted_at IS NULL",
+        r"CREATE UNIQUE INDEX IF NOT EXISTS users_email_lower_key ON public.users (lower(email))
+          WHERE deleted_at IS NULL",
+        r"CREATE UNIQUE INDEX IF NOT EXISTS teams_org_name_lower_key
+          ON public.teams (org_id, lower(name)) WHERE deleted_at IS NULL",
+    ] {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The migration that made the case-insensitive unique indexes (see
+/// [`make_unique_indexes_over_live_rows`]).
+const SERVER_INDEXES_MIGRATION: i64 = 20261201000002;
 
 /// Inserts the realm's roles, permissions and default organization where missing; rows that
 /// exist are left as they are.

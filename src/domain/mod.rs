@@ -5,15 +5,15 @@ use std::sync::LazyLock;
 
 use crate::error::FieldError;
 
-/// A username: 3–64 letters, digits, `.`, `_` or `-`.
+/// A username: 3–50 letters, digits, `.`, `_` or `-`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let len = raw.chars().count();
-        if !(3..=64).contains(&len) {
-            return Err("Username must be 3 to 64 characters long".into());
+        if !(3..=50).contains(&len) {
+            return Err("Username must be 3 to 50 characters long".into());
         }
         if !raw
             .chars()

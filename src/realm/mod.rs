@@ -57,11 +57,27 @@ impl std::str::FromStr for RealmId {
     }
 }
 
+/// Whether a realm's database has the schema this server needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SchemaState {
+    /// Migrated: requests may use it.
+    Ready,
+    /// Not migrated yet (the database has not answered since the server started).
+    Pending,
+    /// The database answers but cannot be migrated until an operator acts; the one-line cause.
+    Unmigrated(Arc<str>),
+}
+
 struct RealmInner {
     id: RealmId,
     db: Source,
+    /// Requests use the database only when it is [`SchemaState::Ready`]; until then they
+    /// answer the realm's 503, never a 500 from a missing table.
+    schema: tokio::sync::watch::Sender<SchemaState>,
     tokens: TokenKeys,
     scheme: Scheme,
+    /// The role of a user created without roles.
+    new_user_role: String,
 }
 
 /// A realm with its resources; cheap to clone.
@@ -83,6 +99,17 @@ impl RealmId {
         }
     }
 
+    /// This realm's access-token lifetime and the role of a user created without roles.
+    fn token_ttl_and_new_user_role(self, settings: &Settings) -> (std::time::Duration, &str) {
+        match self {
+            Self::Slm => (settings.slm_access_token_ttl, &settings.slm_default_role),
+            Self::Autobot => (
+                settings.autobot_access_token_ttl,
+                self.policy().default_role,
+            ),
+        }
+    }
+
     /// How this realm stores new passwords.
     pub fn scheme(self, settings: &Settings) -> Scheme {
         match self {
@@ -96,11 +123,13 @@ impl Realm {
     /// The realm `id` as configured: a lazily connecting pool and the token keys.
     pub fn from_settings(id: RealmId, settings: &Settings) -> Self {
         let (db, secrets) = id.settings(settings);
+        let (access_ttl, new_user_role) = id.token_ttl_and_new_user_role(settings);
         let tokens = TokenKeys::new(
             id.as_str(),
             secrets,
-            settings.access_token_ttl,
+            access_ttl,
             settings.refresh_token_ttl,
+            settings.session_idle,
         );
         Self::new(
             id,
@@ -108,6 +137,7 @@ impl Realm {
             db.statement_timeout,
             tokens,
             id.scheme(settings),
+            new_user_role,
         )
     }
 
@@ -118,6 +148,7 @@ impl Realm {
         statement_timeout: std::time::Duration,
         tokens: TokenKeys,
         scheme: Scheme,
+        new_user_role: &str,
     ) -> Self {
         let db = Source {
             pool,
@@ -127,9 +158,17 @@ impl Realm {
         Self(Arc::new(RealmInner {
             id,
             db,
+            schema: tokio::sync::watch::Sender::new(SchemaState::Ready),
             tokens,
             scheme,
+            new_user_role: new_user_role.to_owned(),
         }))
+    }
+
+    /// The role of a user created without roles: `SLM_DEFAULT_ROLE` in the SLM realm (the
+    /// dashboard's "Add SLM Admin" sends none), the base role in the AutoBot realm.
+    pub fn new_user_role(&self) -> &str {
+        &self.0.new_user_role
     }
 
     pub fn id(&self) -> RealmId {
@@ -160,12 +199,35 @@ impl Realm {
 
     /// A connection, or this realm's 503 within the acquire timeout.
     pub async fn conn(&self) -> Result<Conn, ApiError> {
+        self.ready()?;
         self.0.db.conn().await
     }
 
     /// A transaction, or this realm's 503.
     pub async fn begin(&self) -> Result<Tx, ApiError> {
+        self.ready()?;
         self.0.db.begin().await
+    }
+
+    /// The state of this realm's schema.
+    pub fn schema(&self) -> SchemaState {
+        self.0.schema.borrow().clone()
+    }
+
+    /// Records the state of this realm's schema (the server's start-up and its migrations).
+    pub fn set_schema(&self, state: SchemaState) {
+        self.0.schema.send_replace(state);
+    }
+
+    /// This realm's 503 unless its schema is ready.
+    fn ready(&self) -> Result<(), ApiError> {
+        match *self.0.schema.borrow() {
+            SchemaState::Ready => Ok(()),
+            _ => Err(ApiError::Unavailable {
+                detail: self.policy().unavailable_detail,
+                retry_after_secs: Some(5),
+            }),
+        }
     }
 
     /// Whether the database answers a trivial query right now.

@@ -132,19 +132,29 @@ pub async fn member_ids(db: &mut impl Db, team_id: Uuid) -> sqlx::Result<Vec<Uui
         .await
 }
 
+/// A membership that a write changed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChangedMember {
+    pub user_id: Uuid,
+    pub role: String,
+    /// A new member, rather than a member whose role changed.
+    pub joined: bool,
+}
+
 /// Adds members, or changes the role of those already in; returns who changed.
 pub async fn upsert_members(
     db: &mut impl Db,
     team_id: Uuid,
     user_ids: &[Uuid],
     roles: &[&str],
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
+) -> sqlx::Result<Vec<ChangedMember>> {
+    // `xmax = 0` tells an inserted row from one the ON CONFLICT branch updated.
+    sqlx::query_as(
         r"INSERT INTO public.team_memberships AS m (id, team_id, user_id, role)
           SELECT gen_random_uuid(), $1, u, r FROM UNNEST($2::uuid[], $3::text[]) AS a(u, r)
           ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role, updated_at = now()
           WHERE m.role IS DISTINCT FROM EXCLUDED.role
-          RETURNING user_id",
+          RETURNING user_id, role::text, (xmax = 0) AS joined",
     )
     .bind(team_id)
     .bind(user_ids)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::auth::authz::{self, Perm};
 use crate::auth::principal::Principal;
 use crate::database::Db;
@@ -85,7 +85,7 @@ pub async fn create(
         &mut tx,
         realm,
         &op.actor(),
-        "team_created",
+        AuditAction::TeamCreated,
         Some(id),
         json!({"name": name}),
     )
@@ -114,7 +114,7 @@ pub async fn update(
         &mut tx,
         realm,
         &op.actor(),
-        "team_updated",
+        AuditAction::TeamUpdated,
         Some(id),
         json!({"name": name}),
     )
@@ -137,7 +137,7 @@ pub async fn delete(realm: &Realm, op: &Principal, id: Uuid) -> Result<(), ApiEr
         &mut tx,
         realm,
         &op.actor(),
-        "team_deleted",
+        AuditAction::TeamDeleted,
         Some(id),
         json!({"members": members}),
     )
@@ -210,21 +210,37 @@ pub async fn change_members(
         return Err(ApiError::Validation(unknown));
     }
     let roles: Vec<&str> = wanted.iter().map(|u| adds[u].as_str()).collect();
-    let mut changed = db::upsert_members(&mut tx, id, &wanted, &roles).await?;
+    let upserted = db::upsert_members(&mut tx, id, &wanted, &roles).await?;
     let removed = db::remove_members(&mut tx, id, &change.remove).await?;
-    changed.extend(&removed);
-    if !changed.is_empty() {
+    let actor = op.actor();
+    for member in &upserted {
+        let action = match member.joined {
+            true => AuditAction::TeamMemberAdded,
+            false => AuditAction::TeamMemberRoleChanged,
+        };
         audit::record(
             &mut tx,
             realm,
-            &op.actor(),
-            "team_members_changed",
+            &actor,
+            action,
             Some(id),
-            json!({"added_or_changed": wanted, "removed": removed}),
+            json!({"user_id": member.user_id, "role": member.role}),
         )
         .await?;
-        outbox::enqueue(&mut tx, realm, &changed, "team.membership_changed").await?;
     }
+    for user_id in &removed {
+        audit::record(
+            &mut tx,
+            realm,
+            &actor,
+            AuditAction::TeamMemberRemoved,
+            Some(id),
+            json!({"user_id": user_id}),
+        )
+        .await?;
+    }
+    let changed: Vec<Uuid> = upserted.iter().map(|m| m.user_id).chain(removed).collect();
+    outbox::enqueue(&mut tx, realm, &changed, "team.membership_changed").await?;
     let team = detail(&mut tx, id).await?;
     tx.commit().await?;
     Ok(team)
@@ -250,9 +266,9 @@ pub async fn remove_member(
         &mut tx,
         realm,
         &op.actor(),
-        "team_members_changed",
+        AuditAction::TeamMemberRemoved,
         Some(id),
-        json!({"removed": removed}),
+        json!({"user_id": user_id}),
     )
     .await?;
     outbox::enqueue(&mut tx, realm, &removed, "team.membership_changed").await?;

@@ -13,15 +13,21 @@ use crate::database::Db;
 use crate::realm::{ADMIN_ROLE, RealmPolicy};
 
 /// The columns of a [`User`], for `SELECT … FROM users u`. Roles come highest first.
+///
+/// A user is an admin by the row's `is_platform_admin` flag (what the AutoBot backend's login
+/// reads) or by the `admin` role (docs/api.md §3): a row made elsewhere with the flag alone
+/// gets the realm's `admin` role among its roles here, so that every reader agrees.
 macro_rules! user_columns {
     () => {
         "u.id, u.username, u.email, u.display_name, u.bio, u.avatar_url, u.org_id, u.is_active, \
-         u.is_verified, u.mfa_enabled, u.is_platform_admin, u.preferences, \
+         u.is_verified, u.mfa_enabled, u.preferences, \
          COALESCE((SELECT json_agg(json_build_object('id', r.id, 'name', r.name, \
                    'description', r.description, 'is_system', r.is_system, 'priority', r.priority) \
                    ORDER BY r.priority DESC, r.name) \
-                   FROM public.user_roles ur JOIN public.roles r ON r.id = ur.role_id \
-                   WHERE ur.user_id = u.id), '[]'::json) AS roles, \
+                   FROM public.roles r \
+                   WHERE r.id IN (SELECT ur.role_id FROM public.user_roles ur WHERE ur.user_id = u.id) \
+                      OR (u.is_platform_admin AND r.name = 'admin' AND r.org_id IS NULL)), \
+                  '[]'::json) AS roles, \
          COALESCE((SELECT ps.must_change_password FROM slm_server.password_state ps \
                    WHERE ps.user_id = u.id), false) AS must_change_password, \
          u.last_login_at, u.created_at, u.updated_at"
@@ -58,7 +64,6 @@ pub struct User {
     pub is_active: bool,
     pub is_verified: bool,
     pub mfa_enabled: bool,
-    pub is_platform_admin: bool,
     /// As PostgreSQL prints it, never parsed: a JSON number may be beyond what `f64` holds (the
     /// AutoBot backend writes Python's integers), and the server does not read preferences.
     pub preferences: Json<Box<serde_json::value::RawValue>>,
@@ -476,13 +481,14 @@ pub async fn lock_admin_set(db: &mut impl Db) -> sqlx::Result<()> {
         .map(|_| ())
 }
 
-/// Active admins other than `except` (`None`: all of them).
+/// Active admins (by the flag or the role) other than `except` (`None`: all of them).
 pub async fn count_active_admins(db: &mut impl Db, except: Option<Uuid>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        r"SELECT count(DISTINCT u.id) FROM public.users u
-          JOIN public.user_roles ur ON ur.user_id = u.id JOIN public.roles r ON r.id = ur.role_id
-          WHERE r.name = $2 AND u.is_active AND u.deleted_at IS NULL
-            AND ($1::uuid IS NULL OR u.id <> $1)",
+        r"SELECT count(*) FROM public.users u
+          WHERE u.is_active AND u.deleted_at IS NULL AND ($1::uuid IS NULL OR u.id <> $1)
+            AND (u.is_platform_admin OR EXISTS (
+                SELECT 1 FROM public.user_roles ur JOIN public.roles r ON r.id = ur.role_id
+                WHERE ur.user_id = u.id AND r.name = $2))",
     )
     .bind(except)
     .bind(ADMIN_ROLE)

@@ -56,6 +56,8 @@ pub struct UserResponse {
 
 impl From<User> for UserResponse {
     fn from(u: User) -> Self {
+        // The flag or the role (docs/api.md §3): the roles include `admin` for either.
+        let is_platform_admin = u.has_role(crate::realm::ADMIN_ROLE);
         Self {
             id: u.id,
             username: u.username,
@@ -67,7 +69,7 @@ impl From<User> for UserResponse {
             is_active: u.is_active,
             is_verified: u.is_verified,
             mfa_enabled: u.mfa_enabled,
-            is_platform_admin: u.is_platform_admin,
+            is_platform_admin,
             preferences: u.preferences.0,
             roles: u.roles.0.into_iter().map(RoleResponse::from).collect(),
             must_change_password: u.must_change_password,
@@ -83,7 +85,7 @@ impl From<User> for UserResponse {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// Unique case-insensitively.
-    #[schema(pattern = "^[A-Za-z0-9._-]{3,64}$", min_length = 3, max_length = 64)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{3,50}$", min_length = 3, max_length = 50)]
     pub username: String,
     /// Unique case-insensitively.
     #[schema(format = "email", max_length = 254)]
@@ -115,7 +117,7 @@ pub struct UpdateUserRequest {
     #[schema(value_type = String, format = "email", max_length = 254)]
     pub email: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
-    #[schema(value_type = String, pattern = "^[A-Za-z0-9._-]{3,64}$", min_length = 3, max_length = 64)]
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9._-]{3,50}$", min_length = 3, max_length = 50)]
     pub username: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]

@@ -9,7 +9,7 @@ use serde_json::json;
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::auth::authz::{self, Perm};
 use crate::auth::principal::Principal;
 use crate::database::{Db, Tx};
@@ -93,7 +93,7 @@ pub fn roles_of_new_user(
 ) -> Result<Vec<Role>, Vec<FieldError>> {
     let named = if new.roles.is_empty() {
         RoleInput {
-            names: Some(vec![realm.policy().default_role.to_owned()]),
+            names: Some(vec![realm.new_user_role().to_owned()]),
             ids: None,
         }
     } else {
@@ -268,7 +268,7 @@ pub async fn create_many(
             )
         })
         .collect();
-    audit::record_many(tx, realm, actor, "user_created", &events).await?;
+    audit::record_many(tx, realm, actor, AuditAction::UserCreated, &events).await?;
     outbox::enqueue(tx, realm, &ids, "user.created").await?;
     Ok(ids)
 }
@@ -353,7 +353,7 @@ async fn end_sessions(
         tx,
         realm,
         &operator.actor(),
-        "sessions_revoked",
+        AuditAction::SessionsRevoked,
         Some(id),
         json!({"sessions": ended, "reason": reason}),
     )
@@ -371,17 +371,37 @@ async fn store_roles(
 ) -> Result<(), ApiError> {
     let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
     db::set_roles(tx, target.id, &ids, local_id(&operator.actor(), realm)).await?;
-    let before: Vec<&str> = target.roles.iter().map(|r| r.name.as_str()).collect();
-    let after: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
-    audit::record(
-        tx,
-        realm,
-        &operator.actor(),
-        "roles_changed",
-        Some(target.id),
-        json!({"before": before, "after": after}),
-    )
-    .await?;
+    // One event per role granted or withdrawn, as the AutoBot backend records them.
+    let actor = operator.actor();
+    for (action, changed) in [
+        (
+            AuditAction::RoleAssigned,
+            roles
+                .iter()
+                .filter(|r| !target.roles.iter().any(|t| t.id == r.id))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            AuditAction::RoleRevoked,
+            target
+                .roles
+                .iter()
+                .filter(|t| !roles.iter().any(|r| r.id == t.id))
+                .collect::<Vec<_>>(),
+        ),
+    ] {
+        for role in changed {
+            audit::record(
+                tx,
+                realm,
+                &actor,
+                action,
+                Some(target.id),
+                json!({"role": role.name, "role_id": role.id}),
+            )
+            .await?;
+        }
+    }
     outbox::enqueue(tx, realm, &[target.id], "user.roles_changed").await
 }
 
@@ -443,7 +463,6 @@ pub async fn update(
         ("bio", p.bio.is_some()),
         ("avatar_url", p.avatar_url.is_some()),
         ("preferences", p.preferences.is_some()),
-        ("is_active", p.is_active.is_some()),
     ] {
         if set {
             changed.push(field);
@@ -452,12 +471,11 @@ pub async fn update(
     if let Some(hash) = &password_hash {
         // An admin setting a password leaves the must-change flag as it was.
         db::set_password(&mut tx, id, hash, target.must_change_password).await?;
-        changed.push("password");
         audit::record(
             &mut tx,
             realm,
             &actor,
-            "password_changed",
+            AuditAction::PasswordChanged,
             Some(id),
             json!({"by": "admin"}),
         )
@@ -478,7 +496,15 @@ pub async fn update(
             roles.push(role_named(&mut tx, realm.policy().default_role).await?);
         }
         store_roles(&mut tx, realm, operator, &target, &roles).await?;
-        changed.push("is_platform_admin");
+    }
+    if let Some(active) = p.is_active
+        && active != target.is_active
+    {
+        let action = match active {
+            true => AuditAction::UserActivated,
+            false => AuditAction::UserDeactivated,
+        };
+        audit::record(&mut tx, realm, &actor, action, Some(id), json!({})).await?;
     }
     // Deactivation or a new password ends the user's sessions at once.
     if deactivating {
@@ -486,15 +512,17 @@ pub async fn update(
     } else if password_hash.is_some() {
         end_sessions(&mut tx, realm, operator, id, "password_changed").await?;
     }
-    audit::record(
-        &mut tx,
-        realm,
-        &actor,
-        "user_updated",
-        Some(id),
-        json!({"fields": changed}),
-    )
-    .await?;
+    if !changed.is_empty() {
+        audit::record(
+            &mut tx,
+            realm,
+            &actor,
+            AuditAction::UserUpdated,
+            Some(id),
+            json!({"fields": changed}),
+        )
+        .await?;
+    }
     let event = if deactivating {
         "user.deactivated"
     } else if password_hash.is_some() {
@@ -529,7 +557,7 @@ pub async fn delete(realm: &Realm, operator: &Principal, id: Uuid) -> Result<(),
         &mut tx,
         realm,
         &operator.actor(),
-        "user_deleted",
+        AuditAction::UserDeleted,
         Some(id),
         json!({"username": target.username, "email": target.email, "teams": teams}),
     )
@@ -623,7 +651,7 @@ pub async fn unlock(realm: &Realm, operator: &Principal, id: Uuid) -> Result<(),
         &mut tx,
         realm,
         &operator.actor(),
-        "account_unlocked",
+        AuditAction::AccountUnlocked,
         Some(id),
         json!({}),
     )
@@ -647,7 +675,7 @@ pub async fn revoke_sessions(
         &mut tx,
         realm,
         &operator.actor(),
-        "sessions_revoked",
+        AuditAction::SessionsRevoked,
         Some(id),
         json!({"sessions": sessions, "api_keys": keys}),
     )
@@ -674,7 +702,8 @@ pub async fn export(realm: &Realm, operator: &Principal, id: Uuid) -> Result<Use
     let mut conn = realm.conn().await?;
     let user = db::fetch(&mut conn, id).await?.ok_or(NOT_FOUND)?;
     let teams = crate::teams::db::of_user(&mut conn, id).await?;
-    let (sessions, _) = crate::auth::db::live_sessions(&mut conn, id, 0, 1000).await?;
+    let (sessions, _) =
+        crate::auth::db::live_sessions(&mut conn, id, realm.tokens().session_idle, 0, 1000).await?;
     let api_keys = crate::auth::db::api_keys_of(&mut conn, id)
         .await?
         .into_iter()

@@ -479,7 +479,7 @@ async fn audit_log_records_changes_and_is_append_only() {
     assert_eq!(first["realm"], "autobot");
     assert_eq!(first["actor_username"], "admin", "the SLM operator, named");
     assert!(first["actor_id"].is_string());
-    let failures = app.get("/api/audit?event_type=login_failure", &admin).await;
+    let failures = app.get("/api/audit?event_type=login_failed", &admin).await;
     assert!(!items(&failures, "events").is_empty());
     assert_eq!(items(&failures, "events")[0]["outcome"], "failure");
     let all = app.get("/api/audit?limit=500", &admin).await;
@@ -498,8 +498,17 @@ async fn audit_log_records_changes_and_is_append_only() {
     .execute(&app.autobot_db)
     .await
     .unwrap();
-    let theirs = app.get("/api/audit?event_type=login_failed", &admin).await;
-    assert_eq!(theirs.body["total"], 1, "{}", theirs.body);
+    // Ours and theirs under the one name the backend's AuditAction gives a failed login.
+    let both = app.get("/api/audit?event_type=login_failed", &admin).await;
+    assert_eq!(both.body["total"], 2, "{}", both.body);
+    let realms: Vec<&str> = items(&both, "events")
+        .iter()
+        .map(|e| e["realm"].as_str().unwrap())
+        .collect();
+    assert!(
+        realms.contains(&"autobot") && realms.contains(&"slm"),
+        "{realms:?}"
+    );
     for pool in [&app.autobot_db, &app.slm_db] {
         assert!(
             sqlx::query("DELETE FROM audit_logs")
@@ -515,5 +524,105 @@ async fn audit_log_records_changes_and_is_append_only() {
                 .is_err(),
             "append-only"
         );
+    }
+}
+
+#[tokio::test]
+async fn audit_events_carry_the_autobot_backends_own_names() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let id = app
+        .create_user("autobot", "named", "Sturdy-Pass-9000", &["user"])
+        .await;
+    app.login("autobot", "named", "wrong-password-1").await;
+    let path = format!("/api/autobot-users/{id}");
+    app.post(
+        &format!("{path}/roles"),
+        &admin,
+        json!({"roles": ["manager"]}),
+    )
+    .await;
+    app.delete(&format!("{path}/roles/manager"), &admin).await;
+    app.patch(&path, &admin, json!({"is_active": false})).await;
+    app.patch(&path, &admin, json!({"is_active": true})).await;
+    app.post(&format!("{path}/api-keys"), &admin, json!({"name": "ci"}))
+        .await;
+    let team = app
+        .post("/api/autobot-teams", &admin, json!({"name": "Named"}))
+        .await;
+    let members = format!(
+        "/api/autobot-teams/{}/members",
+        team.body["id"].as_str().unwrap()
+    );
+    app.post(&members, &admin, json!({"user_id": id, "role": "member"}))
+        .await;
+    app.post(&members, &admin, json!({"user_id": id, "role": "admin"}))
+        .await;
+    app.delete(&format!("{members}/{id}"), &admin).await;
+    // A wrong second factor.
+    let token = app.token("autobot", "named", "Sturdy-Pass-9000").await;
+    let setup = app
+        .request(
+            reqwest::Method::POST,
+            "/api/autobot-auth/me/mfa/setup",
+            Some(&token),
+            None,
+        )
+        .await;
+    let secret = setup.body["secret"].as_str().unwrap();
+    app.post(
+        "/api/autobot-auth/me/mfa/verify-setup",
+        &token,
+        json!({"code": totp_code(secret)}),
+    )
+    .await;
+    let challenge = app.login("autobot", "named", "Sturdy-Pass-9000").await;
+    let wrong = app
+        .request(
+            reqwest::Method::POST,
+            "/api/autobot-auth/me/mfa/verify-login",
+            None,
+            Some(json!({"code": "000000", "temp_token": challenge.body["temp_token"]})),
+        )
+        .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+
+    let all = app.get("/api/audit?realm=autobot&limit=500", &admin).await;
+    let names: Vec<&str> = items(&all, "events")
+        .iter()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    for wanted in [
+        "user_created",
+        "login_failed",
+        "role_assigned",
+        "role_revoked",
+        "user_deactivated",
+        "user_activated",
+        "api_key_created",
+        "team_created",
+        "team_member_added",
+        "team_member_role_changed",
+        "team_member_removed",
+        "mfa_enabled",
+        "mfa_failed",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+    for retired in [
+        "login_failure",
+        "api_key_issued",
+        "roles_changed",
+        "team_members_changed",
+    ] {
+        assert!(!names.contains(&retired), "{retired} in {names:?}");
+    }
+    // Outcomes in the backend's words.
+    for event in items(&all, "events") {
+        let expected = match event["event_type"].as_str().unwrap() {
+            "login_failed" | "mfa_failed" => "failure",
+            _ => "success",
+        };
+        assert_eq!(event["outcome"], expected, "{event}");
     }
 }

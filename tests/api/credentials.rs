@@ -142,7 +142,7 @@ async fn hundred_parallel_wrong_passwords_lock_after_exactly_the_threshold() {
         assert_eq!(status, 401);
         assert_eq!(body, r#"{"detail":"Invalid username or password"}"#);
     }
-    let checked: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE action = 'login_failure' AND details->>'reason' = 'invalid_password'")
+    let checked: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE action = 'login_failed' AND details->>'reason' = 'invalid_password'")
         .fetch_one(&app.autobot_db).await.unwrap();
     assert_eq!(
         checked, 5,

@@ -372,3 +372,254 @@ async fn the_dashboards_token_is_accepted_by_python_jose_services() {
         assert!(claims.get(key).is_some(), "{key} in {claims}");
     }
 }
+
+#[tokio::test]
+async fn backup_codes_fit_the_dashboards_code_field_and_setup_draws_the_qr_code() {
+    let app = spawn_app().await;
+    app.create_user("slm", "field-user", "Sturdy-Pass-9000", &["viewer"])
+        .await;
+    let token = app.token("slm", "field-user", "Sturdy-Pass-9000").await;
+    let setup = app
+        .request(Method::POST, "/api/mfa/setup", Some(&token), None)
+        .await;
+    assert_eq!(setup.status, 200, "{}", setup.body);
+    let svg = setup.body["qr_svg"].as_str().unwrap();
+    assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
+    let backup: Vec<String> = serde_json::from_value(setup.body["backup_codes"].clone()).unwrap();
+    for code in &backup {
+        // The dashboard's MFA field keeps 8 characters; 40 bits from 32 symbols.
+        assert_eq!(code.chars().count(), 8, "{code}");
+        assert!(
+            code.chars()
+                .all(|c| c.is_ascii_alphanumeric() && !"01IO".contains(c)),
+            "{code}"
+        );
+    }
+    let secret = setup.body["secret"].as_str().unwrap();
+    let enabled = app
+        .post(
+            "/api/mfa/verify-setup",
+            &token,
+            json!({"code": totp_code(secret)}),
+        )
+        .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.body);
+    // Sign-in as the dashboard does it: the challenge, then the code typed into its field (in
+    // lower case here: case, spaces and dashes are ignored).
+    let challenge = sign_in(&app, "field-user", "Sturdy-Pass-9000").await;
+    let temp = challenge.body["temp_token"].as_str().unwrap();
+    let typed = backup[0].to_lowercase();
+    let signed_in = app
+        .request(
+            Method::POST,
+            "/api/mfa/verify-login",
+            None,
+            Some(json!({"code": typed, "temp_token": temp})),
+        )
+        .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert!(signed_in.body["access_token"].is_string());
+    let admin = app.admin().await;
+    let used = app
+        .get("/api/audit?event_type=backup_code_used", &admin)
+        .await;
+    assert_eq!(used.body["total"], 1, "{}", used.body);
+}
+
+/// The claims of a JWT, unverified.
+fn claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn the_dashboards_token_lasts_a_day_and_an_idle_session_still_ends() {
+    let app = spawn_app().await;
+    app.admin().await;
+    let login = sign_in(&app, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(login.body["expires_in"], 86_400, "{}", login.body);
+    let token = login.body["access_token"].as_str().unwrap().to_owned();
+    let refresh = login.body["refresh_token"].as_str().unwrap().to_owned();
+    let c = claims(&token);
+    let lifetime = c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 86_400, "{c}");
+    // The AutoBot realm keeps half an hour.
+    app.create_user("autobot", "short-lived", "Sturdy-Pass-9000", &["user"])
+        .await;
+    let autobot = app
+        .login("autobot", "short-lived", "Sturdy-Pass-9000")
+        .await;
+    assert_eq!(autobot.body["expires_in"], 1_800);
+
+    assert_eq!(app.get("/api/auth/me", &token).await.status, 200);
+    // Unused for longer than SESSION_IDLE_MINUTES (480): the session has ended, for the
+    // access token and for its refresh token alike.
+    sqlx::query(
+        "UPDATE slm_server.sessions SET last_seen_at = now() - interval '481 minutes' WHERE id = $1::uuid",
+    )
+    .bind(c["sid"].as_str().unwrap())
+    .execute(&app.slm_db)
+    .await
+    .unwrap();
+    let me = app.get("/api/auth/me", &token).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    assert_eq!(
+        app.get("/api/auth/me", &token).await.status,
+        401,
+        "the refused request did not revive it"
+    );
+    let renewed = app
+        .request(
+            Method::POST,
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
+    assert_eq!(renewed.status, 401, "{}", renewed.body);
+    // A session used within the limit lives on.
+    let fresh = sign_in(&app, "admin", ADMIN_PASSWORD).await;
+    let fresh_token = fresh.body["access_token"].as_str().unwrap();
+    sqlx::query(
+        "UPDATE slm_server.sessions SET last_seen_at = now() - interval '479 minutes' WHERE id = $1::uuid",
+    )
+    .bind(claims(fresh_token)["sid"].as_str().unwrap())
+    .execute(&app.slm_db)
+    .await
+    .unwrap();
+    assert_eq!(app.get("/api/auth/me", fresh_token).await.status, 200);
+}
+
+#[tokio::test]
+async fn add_slm_admin_makes_an_admin_and_usernames_stop_at_fifty() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    // Exactly what the dashboard's "Add SLM Admin" modal sends.
+    let added = app
+        .post(
+            "/api/slm-users",
+            &admin,
+            json!({"username": "second-admin", "email": "second@example.com", "password": "Sturdy-Pass-9000"}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    assert_eq!(added.body["is_platform_admin"], true, "{}", added.body);
+    let second = app.token("slm", "second-admin", "Sturdy-Pass-9000").await;
+    let me = app.get("/api/auth/me", &second).await;
+    assert_eq!(me.body["is_admin"], true, "{}", me.body);
+    assert_eq!(app.get("/api/slm-users", &second).await.status, 200);
+
+    // The AutoBot backend's login refuses usernames over 50 characters.
+    for realm in ["slm", "autobot"] {
+        let too_long = app
+            .post(
+                &format!("/api/{realm}-users"),
+                &admin,
+                json!({"username": "u".repeat(51), "email": "long@example.com", "password": "Sturdy-Pass-9000"}),
+            )
+            .await;
+        assert_eq!(too_long.status, 422, "{realm}: {}", too_long.body);
+        assert_eq!(too_long.locs(), [json!(["body", "username"])], "{realm}");
+        let fifty = app
+            .post(
+                &format!("/api/{realm}-users"),
+                &admin,
+                json!({"username": "u".repeat(50), "email": format!("fifty-{realm}@example.com"), "password": "Sturdy-Pass-9000"}),
+            )
+            .await;
+        assert_eq!(fifty.status, 201, "{realm}: {}", fifty.body);
+    }
+    let request = app
+        .request(
+            Method::POST,
+            "/api/access-requests",
+            None,
+            Some(json!({"username": "r".repeat(51), "email": "req@example.com", "full_name": "R", "reason": "x"})),
+        )
+        .await;
+    assert_eq!(request.status, 422, "{}", request.body);
+}
+
+#[tokio::test]
+async fn nginx_sends_every_path_of_this_server_here_and_autobot_api_to_the_backend() {
+    let app = spawn_app().await;
+    let document = app
+        .request(Method::GET, "/openapi.json", None, None)
+        .await
+        .body;
+    let conf = include_str!("../../deploy/nginx-slm.conf");
+    let locations: Vec<Location> = conf
+        .split("location ")
+        .skip(1)
+        .map(|block| {
+            let head = block.split('{').next().unwrap().trim();
+            let body = block.split('}').next().unwrap();
+            let ours = body.contains("proxy_pass http://slm_server");
+            match head.split_once(' ') {
+                Some(("~", pattern)) => Location::Regex(regex::Regex::new(pattern).unwrap(), ours),
+                Some(("^~", prefix)) => Location::Prefix(prefix.to_owned(), true, ours),
+                Some(("=", exact)) => Location::Exact(exact.to_owned(), ours),
+                _ => Location::Prefix(head.to_owned(), false, ours),
+            }
+        })
+        .collect();
+    let paths: Vec<&String> = document["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| p.starts_with("/api/"))
+        .collect();
+    assert!(paths.len() > 30, "{paths:?}");
+    for path in paths {
+        assert!(
+            routed_here(&locations, path),
+            "{path} does not reach slm-server through deploy/nginx-slm.conf"
+        );
+    }
+    // The dashboard's calls to the AutoBot backend have their own block.
+    assert!(conf.contains("location /autobot-api/"), "{conf}");
+}
+
+/// A `location` block of nginx, and whether it proxies to this server.
+enum Location {
+    Exact(String, bool),
+    /// The prefix, whether it is `^~` (no regex is tried after it), and ours.
+    Prefix(String, bool, bool),
+    Regex(regex::Regex, bool),
+}
+
+/// Whether nginx's choice of location for `path` proxies to this server: an exact match wins;
+/// else the longest prefix, if it is `^~`; else the first matching regex; else that prefix.
+fn routed_here(locations: &[Location], path: &str) -> bool {
+    for location in locations {
+        if let Location::Exact(exact, ours) = location
+            && exact == path
+        {
+            return *ours;
+        }
+    }
+    let longest = locations
+        .iter()
+        .filter_map(|l| match l {
+            Location::Prefix(prefix, stop, ours) if path.starts_with(prefix.as_str()) => {
+                Some((prefix.len(), *stop, *ours))
+            }
+            _ => None,
+        })
+        .max_by_key(|(len, _, _)| *len);
+    if let Some((_, true, ours)) = longest {
+        return ours;
+    }
+    for location in locations {
+        if let Location::Regex(re, ours) = location
+            && re.is_match(path)
+        {
+            return *ours;
+        }
+    }
+    longest.is_some_and(|(_, _, ours)| ours)
+}

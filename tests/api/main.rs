@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod autobot;
+mod backend;
 mod cli;
 mod credentials;
 mod dashboard;

@@ -19,14 +19,19 @@ async fn crud_search_and_paging_in_both_realms() {
         assert_eq!(created.status, 201, "{realm}: {}", created.body);
         let user = &created.body;
         let id = user["id"].as_str().unwrap().to_owned();
-        let default_role = if realm == "slm" { "viewer" } else { "user" };
+        // SLM_DEFAULT_ROLE: the dashboard's "Add SLM Admin" sends no roles.
+        let default_role = if realm == "slm" { "admin" } else { "user" };
         assert_eq!(role_names(user), [default_role], "{realm}");
         let role = &user["roles"][0];
         assert!(
             role["id"].is_string() && role["is_system"] == true,
             "{realm}: {role}"
         );
-        assert_eq!(user["is_platform_admin"], false, "{realm}");
+        assert_eq!(
+            user["is_platform_admin"],
+            realm == "slm",
+            "{realm}: admin by default"
+        );
         assert_eq!(
             user["email"], "Alice@example.com",
             "{realm}: the domain is lower-cased"
