@@ -70,7 +70,10 @@ pub async fn ensure_admin(
     let actor = Actor::system("bootstrap");
     match existing {
         Some(id) if forced => {
-            let hash = app.hasher.hash(parsed.expose(), realm.scheme()).await?;
+            let hash = app
+                .hasher
+                .hash(None, parsed.expose(), realm.scheme())
+                .await?;
             let mut tx = realm.begin().await?;
             db::lock_admin_set(&mut tx).await?;
             db::set_password(&mut tx, id, &hash, true).await?;
@@ -84,7 +87,15 @@ pub async fn ensure_admin(
             )
             .await?;
             crate::auth::db::clear_failures(&mut tx, id).await?;
-            crate::auth::db::revoke_sessions(&mut tx, id, None, "bootstrap_reset").await?;
+            crate::auth::service::end_credentials(
+                &mut tx,
+                realm,
+                &actor,
+                id,
+                None,
+                "bootstrap_reset",
+            )
+            .await?;
             let user = db::fetch(&mut tx, id)
                 .await?
                 .ok_or(ApiError::NotFound("User not found"))?;
@@ -132,7 +143,7 @@ pub async fn ensure_admin(
                 must_change_password: true,
                 org_id: None,
             };
-            let hash = service::hash_credential(app, realm, &new.credential).await?;
+            let hash = service::hash_credential(app, realm, None, &new.credential).await?;
             let mut tx = realm.begin().await?;
             db::lock_admin_set(&mut tx).await?;
             // Another replica may have created it meanwhile.

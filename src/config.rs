@@ -123,6 +123,12 @@ pub struct Settings {
     /// Password hashes allowed to wait for a slot before the server answers 503.
     pub hash_queue: usize,
     pub request_timeout: Duration,
+    /// A request's headers must arrive within this (also the keep-alive idle limit).
+    pub header_read_timeout: Duration,
+    /// Connections open at once (below the descriptor limit).
+    pub max_connections: usize,
+    /// Connections of one client address at once (trusted proxies excepted).
+    pub max_connections_per_client: usize,
 }
 
 type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -561,6 +567,15 @@ impl Settings {
         }
 
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let slm_db = database(lookup, "SLM", "slm_users", 20, 2000, environment)?;
+        let autobot_db = database(lookup, "AUTOBOT", "autobot_users", 40, 1000, environment)?;
+        let max_connections = parse_or(
+            lookup,
+            "MAX_CONNECTIONS",
+            crate::serve::default_max_connections(
+                slm_db.max_connections + autobot_db.max_connections,
+            ),
+        )?;
         let hash_concurrency = parse_or(lookup, "PASSWORD_HASH_CONCURRENCY", cpus)?.max(1);
         let lockout_threshold: i32 = parse_or(lookup, "LOCKOUT_THRESHOLD", 5)?;
         let slm_roles = crate::realm::RealmId::Slm.policy().role_names();
@@ -582,8 +597,8 @@ impl Settings {
         Ok(Self {
             environment,
             bind_addr: parse_or(lookup, "BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
-            slm_db: database(lookup, "SLM", "slm_users", 20, 2000, environment)?,
-            autobot_db: database(lookup, "AUTOBOT", "autobot_users", 40, 1000, environment)?,
+            slm_db,
+            autobot_db,
             redis_url,
             redis_ca_file,
             redis_key_prefix: get(lookup, "REDIS_KEY_PREFIX").unwrap_or_else(|| "slm:".to_owned()),
@@ -643,6 +658,16 @@ impl Settings {
             hash_concurrency,
             hash_queue: parse_or(lookup, "PASSWORD_HASH_QUEUE", hash_concurrency * 32)?,
             request_timeout: Duration::from_secs(parse_or(lookup, "REQUEST_TIMEOUT_SECONDS", 30)?),
+            header_read_timeout: Duration::from_secs(
+                parse_or::<u64>(lookup, "HEADER_READ_TIMEOUT_SECONDS", 20)?.max(1),
+            ),
+            max_connections,
+            max_connections_per_client: parse_or::<usize>(
+                lookup,
+                "MAX_CONNECTIONS_PER_CLIENT",
+                256,
+            )?
+            .max(1),
         })
     }
 }

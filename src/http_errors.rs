@@ -13,40 +13,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 
 /// The peer address of a connection (what [`axum::extract::ConnectInfo`] carries).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
-
-/// A TCP listener whose connections give hyper's automatic errors a JSON body.
-pub struct ShapedListener(pub TcpListener);
-
-impl Listener for ShapedListener {
-    type Io = ShapedIo<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = Listener::accept(&mut self.0).await;
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-        (ShapedIo::new(stream), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-impl Connected<IncomingStream<'_, ShapedListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, ShapedListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
 
 /// A connection whose writes are passed through, except hyper's bodiless error answers.
 pub struct ShapedIo<T> {

@@ -26,6 +26,7 @@ mod rate_limit;
 mod realm;
 mod redis_client;
 mod routes;
+mod serve;
 mod startup;
 mod state;
 mod teams;

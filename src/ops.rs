@@ -29,11 +29,11 @@ async fn check(probe: impl Future<Output = bool>) -> &'static str {
 /// (it answers, but does not have this server's schema yet; see the start-up log or
 /// `slm-server check`).
 async fn check_database(realm: &crate::realm::Realm) -> &'static str {
-    let answers = check(realm.ping()).await;
     match realm.schema() {
-        SchemaState::Ready => answers,
-        _ if answers == "ok" => "unmigrated",
-        _ => answers,
+        SchemaState::Ready => check(realm.ping()).await,
+        SchemaState::Unmigrated(_) => "unmigrated",
+        // Not reached since the server started; the migration in the background says when.
+        SchemaState::Pending => "unavailable",
     }
 }
 

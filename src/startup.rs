@@ -18,13 +18,13 @@ use tower_http::trace::TraceLayer;
 use crate::config::Settings;
 use crate::database::migrate::Unmigratable;
 use crate::extract::MAX_BODY_BYTES;
-use crate::http_errors::{Peer, ShapedListener};
 use crate::realm::{Realm, RealmId, SchemaState};
+use crate::serve::ConnectionLimits;
 use crate::state::AppState;
 
 /// A built server, listening but not yet serving.
 pub struct Application {
-    listener: ShapedListener,
+    listener: TcpListener,
     /// `/metrics` on an address of its own (`METRICS_ADDR`), when configured.
     metrics: Option<TcpListener>,
     router: Router,
@@ -97,6 +97,35 @@ fn record_migration(
     Some(cause)
 }
 
+/// How often the e-mail skeletons of users written elsewhere are computed.
+const SKELETON_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Keeps the look-alike check's e-mail skeletons current for users the AutoBot backend writes:
+/// at start, then every few minutes, in each realm whose database is ready.
+async fn keep_email_skeletons_current(app: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SKELETON_SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        for realm in [&app.slm, &app.autobot] {
+            if realm.schema() != SchemaState::Ready {
+                continue;
+            }
+            match crate::users::service::sweep_email_skeletons(realm).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(realm = realm.name(), users = n, "computed e-mail skeletons")
+                }
+                Err(err) => {
+                    tracing::debug!(realm = realm.name(), error = %err, "e-mail skeletons not computed now")
+                }
+            }
+        }
+    }
+}
+
 impl Application {
     /// Connects, migrates (when configured), creates the bootstrap admin, binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -141,6 +170,10 @@ impl Application {
             println!("BOOTSTRAP_ADMIN_USERNAME={}", creds.username);
             println!("BOOTSTRAP_ADMIN_PASSWORD={}", creds.password);
         }
+        tokio::spawn(keep_email_skeletons_current(
+            state.clone(),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(crate::outbox::run_relay(
             state.autobot.clone(),
             state.redis.clone(),
@@ -155,7 +188,6 @@ impl Application {
         let listener = TcpListener::bind(settings.bind_addr).await.map_err(|e| {
             anyhow::anyhow!("cannot listen on {} (BIND_ADDR): {e}", settings.bind_addr)
         })?;
-        let listener = ShapedListener(listener);
         let metrics = match settings.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -175,7 +207,7 @@ impl Application {
 
     /// The port actually bound (tests bind port 0).
     pub fn port(&self) -> u16 {
-        self.listener.0.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
     /// The metrics listener's port, when it has one.
@@ -205,16 +237,19 @@ impl Application {
                 }
             });
         }
-        let serve = axum::serve(
-            self.listener,
-            self.router.into_make_service_with_connect_info::<Peer>(),
-        )
-        .with_graceful_shutdown(async move {
+        let settings = &self.state.settings;
+        let limits = ConnectionLimits {
+            header_read_timeout: settings.header_read_timeout,
+            max_connections: settings.max_connections,
+            max_per_client: settings.max_connections_per_client,
+            trusted_proxies: settings.trusted_proxies.clone(),
+        };
+        crate::serve::serve(self.listener, self.router, limits, async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
             let _ = shutdown.send(true);
-        });
-        serve.await?;
+        })
+        .await;
         Ok(())
     }
 }

@@ -43,7 +43,12 @@ impl AppState {
             rate_limiter: RateLimiter::new(redis.clone(), settings.redis_key_prefix.clone()),
             slm: Realm::from_settings(RealmId::Slm, &settings),
             autobot: Realm::from_settings(RealmId::Autobot, &settings),
-            hasher: PasswordHasher::new(settings.hash_concurrency, settings.hash_queue)?,
+            hasher: PasswordHasher::new(
+                settings.hash_concurrency,
+                settings.hash_queue,
+                // Answered well before the request's own deadline.
+                settings.request_timeout / 3,
+            ),
             redis,
             settings,
         }))

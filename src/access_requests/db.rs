@@ -19,12 +19,15 @@ pub struct NewRequest<'a> {
     pub full_name: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub ip: Option<&'a str>,
+    /// The confusable skeleton of `email`.
+    pub email_skeleton: &'a str,
 }
 
 pub async fn insert(db: &mut impl Db, request: &NewRequest<'_>) -> sqlx::Result<()> {
     sqlx::query(
-        r"INSERT INTO slm_server.access_requests (id, username, email, full_name, reason, ip)
-          VALUES ($1, $2, $3, $4, $5, $6)",
+        r"INSERT INTO slm_server.access_requests (id, username, email, full_name, reason, ip,
+              email_skeleton)
+          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(request.id)
     .bind(request.username)
@@ -32,6 +35,7 @@ pub async fn insert(db: &mut impl Db, request: &NewRequest<'_>) -> sqlx::Result<
     .bind(request.full_name)
     .bind(request.reason)
     .bind(request.ip)
+    .bind(request.email_skeleton)
     .execute(db.exec())
     .await
     .map(|_| ())
@@ -116,6 +120,24 @@ pub async fn of_user(
     )
     .bind(user_id)
     .bind(email)
+    .fetch_all(db.exec())
+    .await
+}
+
+/// The e-mails of pending requests whose skeleton is one of `skeletons` and which are none of
+/// `emails` (lower-cased): look-alikes, not the same address.
+pub async fn look_alike_pending(
+    db: &mut impl Db,
+    skeletons: &[String],
+    emails: &[String],
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        r"SELECT email FROM slm_server.access_requests
+          WHERE status = 'pending' AND email_skeleton = ANY($1) AND lower(email) <> ALL($2)
+          LIMIT 5",
+    )
+    .bind(skeletons)
+    .bind(emails)
     .fetch_all(db.exec())
     .await
 }

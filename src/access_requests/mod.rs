@@ -3,7 +3,7 @@
 pub mod db;
 pub mod dto;
 mod handlers;
-mod service;
+pub mod service;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

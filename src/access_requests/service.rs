@@ -12,6 +12,7 @@ use crate::auth::authz::{self, Perm};
 use crate::auth::client::ClientInfo;
 use crate::auth::principal::Principal;
 use crate::crypto::random_secret;
+use crate::database::Db;
 use crate::domain::{Email, Password, Username};
 use crate::error::{ApiError, constraint_conflict};
 use crate::rate_limit::Limit;
@@ -48,6 +49,9 @@ pub async fn submit(
     if users_db::username_taken(&mut tx, submission.username.as_str()).await? {
         return Err(ApiError::Conflict("Username already exists".into()));
     }
+    let skeleton = users::ensure_no_look_alike(&mut tx, &[submission.email.as_str()], None)
+        .await?
+        .remove(0);
     let ip = client.ip.map(|ip| ip.to_string());
     db::insert(
         &mut tx,
@@ -58,6 +62,7 @@ pub async fn submit(
             full_name: submission.full_name.as_deref(),
             reason: submission.reason.as_deref(),
             ip: ip.as_deref(),
+            email_skeleton: &skeleton,
         },
     )
     .await
@@ -76,6 +81,16 @@ pub async fn submit(
         id,
         status: "pending",
     })
+}
+
+/// The e-mails of pending requests that look like `emails` (their `skeletons`) without being
+/// them (see [`crate::users::service::ensure_no_look_alike`]).
+pub async fn look_alike_pending(
+    db: &mut impl Db,
+    skeletons: &[String],
+    emails: &[String],
+) -> Result<Vec<String>, ApiError> {
+    Ok(db::look_alike_pending(db, skeletons, emails).await?)
 }
 
 pub async fn list(
@@ -143,7 +158,7 @@ pub async fn approve(
         must_change_password: true,
         org_id: None,
     };
-    let hash = users::hash_credential(app, realm, &new.credential).await?;
+    let hash = users::hash_credential(app, realm, op.client.ip, &new.credential).await?;
     let mut tx = realm.begin().await?;
     let request = db::lock(&mut tx, id).await?.ok_or(NOT_FOUND)?;
     ensure_pending(&request)?;

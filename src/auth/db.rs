@@ -17,7 +17,7 @@ fn secs(d: std::time::Duration) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // Logins and lockouts
 
-/// The account a login names, with this attempt's number in the failure window.
+/// The account a login names, and whether this login may check its password now.
 #[derive(Debug, sqlx::FromRow)]
 pub struct LoginCandidate {
     pub id: Uuid,
@@ -25,17 +25,24 @@ pub struct LoginCandidate {
     pub password_hash: Option<String>,
     pub is_active: bool,
     pub mfa_enabled: bool,
-    /// NULL when the account is locked: no attempt was reserved.
-    pub attempt: Option<i32>,
+    /// The account is locked: no password is checked.
+    pub locked: bool,
+    /// This login holds one of the account's places (see [`reserve_login_attempt`]).
+    pub reserved: bool,
 }
 
 /// Finds the account by username or e-mail (case-insensitively, as the AutoBot backend does)
-/// and reserves an attempt in one statement: the row lock serialises parallel guesses, so at
-/// most `threshold` attempts per window ever reach the password check.
+/// and, unless it is locked, reserves a place for this login (`attempt`) in one statement: a
+/// place is free while the failures of the window and the checks under way stay below
+/// `threshold`. The row lock serialises the logins of an account, so at most `threshold`
+/// wrong passwords per window ever reach the password check, and a right password is never
+/// refused for being in a crowd: it waits for a place.
 pub async fn reserve_login_attempt(
     db: &mut impl Db,
     login: &str,
+    attempt: Uuid,
     window: std::time::Duration,
+    threshold: i32,
 ) -> sqlx::Result<Option<LoginCandidate>> {
     sqlx::query_as(
         r"WITH target AS (
@@ -46,63 +53,112 @@ pub async fn reserve_login_attempt(
               ORDER BY (lower(u.username) = lower($1)) DESC
               LIMIT 1
           ),
-          reserved AS (
-              INSERT INTO slm_server.login_failures AS f (user_id, failures, window_start)
-              SELECT id, 1, now() FROM target
+          current AS (
+              INSERT INTO slm_server.login_failures AS f (user_id, failures, window_start, in_flight)
+              SELECT id, 0, now(), jsonb_build_array(jsonb_build_object('id', $2::uuid, 'at', now()))
+              FROM target
               ON CONFLICT (user_id) DO UPDATE SET
-                  failures = CASE WHEN f.window_start IS NULL
-                                    OR f.window_start <= now() - make_interval(secs => $2)
-                                  THEN 1 ELSE f.failures + 1 END,
+                  failures = CASE WHEN f.window_start <= now() - make_interval(secs => $3)
+                                  THEN 0 ELSE f.failures END,
                   window_start = CASE WHEN f.window_start IS NULL
-                                        OR f.window_start <= now() - make_interval(secs => $2)
-                                      THEN now() ELSE f.window_start END
-              WHERE f.locked_until IS NULL OR f.locked_until <= now()
-              RETURNING f.failures
+                                        OR f.window_start <= now() - make_interval(secs => $3)
+                                      THEN now() ELSE f.window_start END,
+                  in_flight = CASE
+                      WHEN (f.locked_until IS NULL OR f.locked_until <= now())
+                           AND (CASE WHEN f.window_start <= now() - make_interval(secs => $3)
+                                     THEN 0 ELSE f.failures END)
+                               + jsonb_array_length(slm_server.logins_under_way(f.in_flight)) < $4
+                      THEN slm_server.logins_under_way(f.in_flight)
+                           || jsonb_build_array(jsonb_build_object('id', $2::uuid, 'at', now()))
+                      ELSE slm_server.logins_under_way(f.in_flight) END
+              RETURNING f.locked_until > now() AS locked,
+                        f.in_flight @> jsonb_build_array(jsonb_build_object('id', $2::uuid))
+                            AS reserved
           )
-          SELECT target.*, (SELECT failures FROM reserved) AS attempt FROM target",
+          SELECT target.*, COALESCE(current.locked, false) AS locked,
+                 COALESCE(current.reserved, false) AS reserved
+          FROM target, current",
     )
     .bind(login)
+    .bind(attempt)
     .bind(secs(window))
+    .bind(threshold)
     .fetch_optional(db.exec())
     .await
 }
 
-/// Forgets the failures of a user (a successful login, an admin's unlock).
-pub async fn clear_failures(db: &mut impl Db, user_id: Uuid) -> sqlx::Result<bool> {
-    sqlx::query("DELETE FROM slm_server.login_failures WHERE user_id = $1")
-        .bind(user_id)
-        .execute(db.exec())
-        .await
-        .map(|r| r.rows_affected() > 0)
-}
-
-/// Gives back a reserved attempt whose password was right (the MFA step follows).
-pub async fn release_attempt(db: &mut impl Db, user_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE slm_server.login_failures SET failures = GREATEST(failures - 1, 0) WHERE user_id = $1",
-    )
-    .bind(user_id)
-    .execute(db.exec())
-    .await
-    .map(|_| ())
-}
-
-/// Locks an account for `duration` and starts a new failure window.
-pub async fn lock_account(
-    db: &mut impl Db,
-    user_id: Uuid,
-    duration: std::time::Duration,
-) -> sqlx::Result<()> {
+/// A right password: the account's failures are forgotten and `attempt`'s place freed.
+pub async fn login_succeeded(db: &mut impl Db, user_id: Uuid, attempt: Uuid) -> sqlx::Result<()> {
     sqlx::query(
         r"UPDATE slm_server.login_failures
-          SET locked_until = now() + make_interval(secs => $2), failures = 0, window_start = NULL
+          SET failures = 0, window_start = NULL, in_flight = slm_server.login_done(in_flight, $2)
           WHERE user_id = $1",
     )
     .bind(user_id)
-    .bind(secs(duration))
+    .bind(attempt)
     .execute(db.exec())
     .await
     .map(|_| ())
+}
+
+/// Frees `attempt`'s place without counting a failure (a right password of an inactive
+/// account, an MFA challenge, a check that could not run).
+pub async fn release_attempt(db: &mut impl Db, user_id: Uuid, attempt: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        r"UPDATE slm_server.login_failures SET in_flight = slm_server.login_done(in_flight, $2)
+          WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .bind(attempt)
+    .execute(db.exec())
+    .await
+    .map(|_| ())
+}
+
+/// A wrong password: counts a failure and frees `attempt`'s place; the failure that reaches
+/// `threshold` locks the account for `duration` and starts a new window. Returns the failures
+/// of the window, this one included (0 when the row was gone: an admin's unlock).
+pub async fn login_failed(
+    db: &mut impl Db,
+    user_id: Uuid,
+    attempt: Uuid,
+    threshold: i32,
+    duration: std::time::Duration,
+) -> sqlx::Result<i32> {
+    let failed: Option<i32> = sqlx::query_scalar(
+        r"WITH before AS (
+              SELECT failures FROM slm_server.login_failures WHERE user_id = $1 FOR UPDATE
+          )
+          UPDATE slm_server.login_failures f SET
+              in_flight = slm_server.login_done(f.in_flight, $2),
+              failures = CASE WHEN before.failures + 1 >= $3 THEN 0 ELSE before.failures + 1 END,
+              window_start = CASE WHEN before.failures + 1 >= $3 THEN NULL
+                                  ELSE COALESCE(f.window_start, now()) END,
+              locked_until = CASE WHEN before.failures + 1 >= $3
+                                  THEN now() + make_interval(secs => $4) ELSE f.locked_until END
+          FROM before WHERE f.user_id = $1
+          RETURNING before.failures + 1",
+    )
+    .bind(user_id)
+    .bind(attempt)
+    .bind(threshold)
+    .bind(secs(duration))
+    .fetch_optional(db.exec())
+    .await?;
+    Ok(failed.unwrap_or(0))
+}
+
+/// Forgets the failures and the lockout of a user (an admin's unlock); logins under way keep
+/// their places.
+pub async fn clear_failures(db: &mut impl Db, user_id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query(
+        r"UPDATE slm_server.login_failures SET failures = 0, window_start = NULL, locked_until = NULL
+          WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .execute(db.exec())
+    .await
+    .map(|r| r.rows_affected() > 0)
 }
 
 // ---------------------------------------------------------------------------------------------

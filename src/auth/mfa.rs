@@ -183,16 +183,21 @@ pub async fn check_second_factor(
 async fn password_matches(
     app: &AppState,
     realm: &Realm,
-    user_id: Uuid,
+    principal: &Principal,
     password: &str,
 ) -> Result<bool, ApiError> {
     let stored = {
         let mut conn = realm.conn().await?;
-        users_db::password_hash(&mut conn, user_id).await?
+        users_db::password_hash(&mut conn, principal.user.id).await?
     };
     Ok(app
         .hasher
-        .verify(password, stored.as_deref(), realm.scheme())
+        .verify(
+            principal.client.ip,
+            password,
+            stored.as_deref(),
+            realm.scheme(),
+        )
         .await?
         .ok)
 }
@@ -213,7 +218,7 @@ pub async fn disable(
     principal.require_session()?;
     let user_id = principal.user.id;
     if let Proof::Password(password) = proof
-        && !password_matches(app, realm, user_id, password).await?
+        && !password_matches(app, realm, principal, password).await?
     {
         return Err(ApiError::BadRequest("Password is incorrect".into()));
     }
@@ -252,7 +257,7 @@ pub async fn regenerate_backup_codes(
 ) -> Result<Vec<String>, ApiError> {
     principal.require_session()?;
     let user_id = principal.user.id;
-    if !password_matches(app, realm, user_id, password).await? {
+    if !password_matches(app, realm, principal, password).await? {
         return Err(ApiError::BadRequest("Password is incorrect".into()));
     }
     let codes = totp::backup_codes();

@@ -112,7 +112,6 @@ async fn open_session(
     let session_id = Uuid::now_v7();
     let refresh = random_secret();
     let ip = client.ip.map(|ip| ip.to_string());
-    db::clear_failures(tx, user_id).await?;
     users_db::record_login(tx, user_id).await?;
     db::insert_session(
         tx,
@@ -175,8 +174,50 @@ async fn second_factor(
     Ok(factor.is_some())
 }
 
-/// Logs a user in. Failed attempts are counted atomically in PostgreSQL *before* the password
-/// is checked, so parallel guesses cannot exceed the lockout threshold. With MFA on, a right
+/// A login's place among the password checks of an account (see
+/// [`db::reserve_login_attempt`]).
+enum Turn {
+    /// No such account.
+    Unknown,
+    /// The account is locked.
+    Locked(LoginCandidate),
+    /// This login may check the password; the place is `attempt`'s until settled.
+    Reserved(LoginCandidate, Uuid),
+}
+
+/// Waits for this login's turn at the password check of the account `login` names. Logins
+/// beyond the account's places wait (a right password is never refused for being one of many
+/// at once), for at most a third of the request timeout, then answer 503 with `Retry-After`.
+async fn take_turn(app: &AppState, realm: &Realm, login: &str) -> Result<Turn, ApiError> {
+    let lockout = app.settings.lockout;
+    let attempt = Uuid::now_v7();
+    let deadline = tokio::time::Instant::now() + app.settings.request_timeout / 3;
+    loop {
+        let candidate = {
+            let mut conn = realm.conn().await?;
+            db::reserve_login_attempt(&mut conn, login, attempt, lockout.window, lockout.threshold)
+                .await?
+        };
+        match candidate {
+            None => return Ok(Turn::Unknown),
+            Some(c) if c.locked => return Ok(Turn::Locked(c)),
+            Some(c) if c.reserved => return Ok(Turn::Reserved(c, attempt)),
+            Some(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(ApiError::Unavailable {
+                    detail: "Server busy, retry shortly",
+                    retry_after_secs: Some(1),
+                });
+            }
+            Some(_) => {
+                let pause = Duration::from_millis(rand::random_range(20..60));
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+/// Logs a user in. At most `LOCKOUT_THRESHOLD` wrong passwords per window ever reach the
+/// password check, however many arrive at once (see [`take_turn`]). With MFA on, a right
 /// password gives the MFA challenge, unless the body carried a code already.
 #[instrument(skip_all, fields(realm = realm.name()))]
 pub async fn login(
@@ -187,55 +228,68 @@ pub async fn login(
 ) -> Result<LoginResponse, ApiError> {
     app.rate_limiter.check(login_limit(app), client.ip).await?;
     let actor = Actor::anonymous(client.clone());
+    let (row, attempt) = match take_turn(app, realm, creds.username.trim()).await? {
+        Turn::Reserved(row, attempt) => (row, attempt),
+        turn => {
+            // The same work and the same answer as a wrong password.
+            app.hasher
+                .verify(client.ip, &creds.password, None, realm.scheme())
+                .await?;
+            let (target, detail, outcome) = match turn {
+                Turn::Locked(row) => (Some(row.id), json!({"reason": "locked"}), "locked"),
+                _ => {
+                    let attempted: String = creds.username.chars().take(64).collect();
+                    let detail = json!({"username": attempted, "reason": "unknown_user"});
+                    (None, detail, "unknown_user")
+                }
+            };
+            login_outcome(realm, outcome);
+            audit_alone(realm, &actor, AuditAction::LoginFailed, target, detail).await?;
+            return Err(INVALID_LOGIN);
+        }
+    };
+    let id = row.id;
+    let outcome = check_password(app, realm, &creds, &client, &actor, row, attempt).await;
+    // A refused login recorded its outcome; whatever else went wrong before that (a 503, a
+    // lost connection) frees the place here.
+    if let Err(err) = &outcome
+        && !matches!(err, ApiError::Unauthorized(_))
+        && let Ok(mut conn) = realm.conn().await
+    {
+        let _ = db::release_attempt(&mut conn, id, attempt).await;
+    }
+    outcome
+}
+
+/// The password (and second factor) of a login holding a place: every way out records its
+/// outcome and frees the place in the transaction that answers it.
+async fn check_password(
+    app: &AppState,
+    realm: &Realm,
+    creds: &Credentials,
+    client: &ClientInfo,
+    actor: &Actor,
+    row: LoginCandidate,
+    attempt: Uuid,
+) -> Result<LoginResponse, ApiError> {
     let lockout = app.settings.lockout;
-    let candidate = {
-        let mut conn = realm.conn().await?;
-        db::reserve_login_attempt(&mut conn, creds.username.trim(), lockout.window).await?
-    };
-    let Some(row) = candidate else {
-        app.hasher
-            .verify(&creds.password, None, realm.scheme())
-            .await?;
-        login_outcome(realm, "unknown_user");
-        let attempted: String = creds.username.chars().take(64).collect();
-        audit_alone(
-            realm,
-            &actor,
-            AuditAction::LoginFailed,
-            None,
-            json!({"username": attempted, "reason": "unknown_user"}),
-        )
-        .await?;
-        return Err(INVALID_LOGIN);
-    };
     let LoginCandidate {
         id,
         username,
         password_hash,
         is_active,
         mfa_enabled,
-        attempt,
+        ..
     } = row;
-    let Some(attempt) = attempt.filter(|n| *n <= lockout.threshold) else {
-        // Locked: the same work and the same answer as a wrong password.
-        app.hasher
-            .verify(&creds.password, None, realm.scheme())
-            .await?;
-        login_outcome(realm, "locked");
-        audit_alone(
-            realm,
-            &actor,
-            AuditAction::LoginFailed,
-            Some(id),
-            json!({"reason": "locked"}),
-        )
-        .await?;
-        return Err(INVALID_LOGIN);
-    };
     // A user without a password (SSO-only in the AutoBot model) is checked against the dummy.
     let verified = app
         .hasher
-        .verify(&creds.password, password_hash.as_deref(), realm.scheme())
+        .verify(
+            client.ip,
+            &creds.password,
+            password_hash.as_deref(),
+            realm.scheme(),
+        )
         .await?;
     if !verified.ok || !is_active {
         let reason = if verified.ok {
@@ -247,23 +301,28 @@ pub async fn login(
         audit::record(
             &mut tx,
             realm,
-            &actor,
+            actor,
             AuditAction::LoginFailed,
             Some(id),
             json!({"reason": reason}),
         )
         .await?;
-        if !verified.ok && attempt >= lockout.threshold {
-            db::lock_account(&mut tx, id, lockout.duration).await?;
-            audit::record(
-                &mut tx,
-                realm,
-                &actor,
-                AuditAction::AccountLocked,
-                Some(id),
-                json!({"failed_attempts": attempt}),
-            )
-            .await?;
+        if verified.ok {
+            db::release_attempt(&mut tx, id, attempt).await?;
+        } else {
+            let failed =
+                db::login_failed(&mut tx, id, attempt, lockout.threshold, lockout.duration).await?;
+            if failed >= lockout.threshold {
+                audit::record(
+                    &mut tx,
+                    realm,
+                    actor,
+                    AuditAction::AccountLocked,
+                    Some(id),
+                    json!({"failed_attempts": failed}),
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
         login_outcome(realm, reason);
@@ -272,7 +331,11 @@ pub async fn login(
     // A hash of another scheme or other parameters becomes the realm's now that the password
     // is known; computed before the transaction, so that none waits on it.
     let upgraded = match verified.needs_rehash {
-        true => Some(app.hasher.hash(&creds.password, realm.scheme()).await?),
+        true => Some(
+            app.hasher
+                .hash(client.ip, &creds.password, realm.scheme())
+                .await?,
+        ),
         false => None,
     };
     let mut tx = realm.begin().await?;
@@ -287,7 +350,7 @@ pub async fn login(
             .filter(|c| !c.is_empty());
         let Some(code) = code else {
             // The password was right: this attempt does not count towards a lockout.
-            db::release_attempt(&mut tx, id).await?;
+            db::release_attempt(&mut tx, id, attempt).await?;
             let temp_token = random_secret();
             let ip = client.ip.map(|ip| ip.to_string());
             db::insert_challenge(
@@ -307,17 +370,20 @@ pub async fn login(
                 expires_in: CHALLENGE_TTL.as_secs(),
             }));
         };
-        if !second_factor(app, &mut tx, realm, &actor, id, &username, code).await? {
+        if !second_factor(app, &mut tx, realm, actor, id, &username, code).await? {
+            // A wrong code in the login body counts as a failed login.
+            db::login_failed(&mut tx, id, attempt, lockout.threshold, lockout.duration).await?;
             tx.commit().await?;
             return Err(INVALID_LOGIN);
         }
     }
+    db::login_succeeded(&mut tx, id, attempt).await?;
     let tokens = open_session(
         &mut tx,
         realm,
         id,
         &username,
-        &client,
+        client,
         json!({"mfa": mfa_enabled}),
     )
     .await?;
@@ -367,6 +433,7 @@ pub async fn verify_login(
         return Err(INVALID_CHALLENGE);
     }
     db::spend_challenge(&mut tx, &token_hash).await?;
+    db::clear_failures(&mut tx, user_id).await?;
     let tokens = open_session(
         &mut tx,
         realm,
@@ -537,17 +604,23 @@ pub async fn change_password(
     };
     if !app
         .hasher
-        .verify(current, stored.as_deref(), realm.scheme())
+        .verify(
+            principal.client.ip,
+            current,
+            stored.as_deref(),
+            realm.scheme(),
+        )
         .await?
         .ok
     {
         return Err(ApiError::BadRequest("Current password is incorrect".into()));
     }
-    let hash = app.hasher.hash(new.expose(), realm.scheme()).await?;
+    let hash = app
+        .hasher
+        .hash(principal.client.ip, new.expose(), realm.scheme())
+        .await?;
     let mut tx = realm.begin().await?;
     users_db::set_password(&mut tx, user.id, &hash, false).await?;
-    let ended =
-        db::revoke_sessions(&mut tx, user.id, principal.session_id, "password_changed").await?;
     let actor = principal.actor();
     audit::record(
         &mut tx,
@@ -558,17 +631,40 @@ pub async fn change_password(
         json!({"by": "self"}),
     )
     .await?;
-    if ended > 0 {
-        audit::record(
-            &mut tx,
-            realm,
-            &actor,
-            AuditAction::SessionsRevoked,
-            Some(user.id),
-            json!({"sessions": ended}),
-        )
-        .await?;
-    }
+    end_credentials(
+        &mut tx,
+        realm,
+        &actor,
+        user.id,
+        principal.session_id,
+        "password_changed",
+    )
+    .await?;
     outbox::enqueue(&mut tx, realm, &[user.id], "user.password_changed").await?;
     tx.commit().await
+}
+
+/// Ends what signs a user in, in the caller's transaction, and audits it: every session but
+/// `keep` (the caller's own, when one changes one's own password), and every API key for good
+/// — a key does not come back when the account is re-activated. A password change,
+/// deactivation, deletion and `revoke-sessions` all end here (docs/api.md §1).
+pub async fn end_credentials(
+    tx: &mut impl Db,
+    realm: &Realm,
+    actor: &Actor,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let sessions = db::revoke_sessions(tx, user_id, keep, reason).await?;
+    let api_keys = db::revoke_api_keys(tx, user_id).await?;
+    audit::record(
+        tx,
+        realm,
+        actor,
+        AuditAction::SessionsRevoked,
+        Some(user_id),
+        json!({"sessions": sessions, "api_keys": api_keys, "reason": reason}),
+    )
+    .await
 }

@@ -3,6 +3,8 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
+use unicode_security::MixedScript as _;
+
 use crate::error::FieldError;
 
 /// A username: 3–50 letters, digits, `.`, `_` or `-`.
@@ -70,12 +72,28 @@ impl Email {
         if !(local_ok && domain_ok) {
             return Err(EMAIL_ERROR.into());
         }
+        // A part that mixes scripts (a Cyrillic `а` among Latin letters) exists only to look
+        // like another address (Unicode TR39); digits and punctuation belong to every script.
+        if ![local]
+            .into_iter()
+            .chain(labels)
+            .all(|part| part.is_single_script())
+        {
+            return Err(format!("{EMAIL_ERROR}: it mixes scripts"));
+        }
         Ok(Self(format!("{local}@{}", domain.to_lowercase())))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The confusable skeleton (Unicode TR39) of an e-mail address, lower-cased first: two
+/// addresses with the same skeleton look alike (`carol@…` and `cаrol@…`, but also `rn` and
+/// `m`). Only ever compared, never shown.
+pub fn email_skeleton(email: &str) -> String {
+    unicode_security::skeleton(&email.to_lowercase()).collect()
 }
 
 /// A name shown to people (a display name, a team name, a full name): at most `max`
@@ -254,6 +272,36 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn look_alike_emails() {
+        // Mixed scripts in the local part or in one label of the domain are refused.
+        for bad in ["c\u{430}rol@example.com", "carol@ex\u{430}mple.com"] {
+            let err = Email::parse(bad).expect_err(bad);
+            assert!(err.contains("mixes scripts"), "{err}");
+        }
+        // One script per part is fine, whatever the script, and so are digits and signs.
+        for good in [
+            "\u{441}\u{43e}\u{440}@example.com",
+            "j\u{fc}rgen.m\u{fc}ller+1@example.de",
+            "\u{5c71}\u{7530}@example.jp",
+            "bob-2@example.com",
+        ] {
+            assert!(Email::parse(good).is_ok(), "{good} refused");
+        }
+        // Whole-script look-alikes share a skeleton with what they imitate; so do `rn` and `m`.
+        let skeleton = |e: &str| email_skeleton(Email::parse(e).expect(e).as_str());
+        assert_eq!(
+            skeleton("\u{441}\u{43e}\u{440}@example.com"),
+            skeleton("cop@example.com")
+        );
+        assert_eq!(skeleton("rnary@example.com"), skeleton("mary@example.com"));
+        assert_eq!(skeleton("Carol@Example.com"), skeleton("carol@example.com"));
+        assert_ne!(
+            skeleton("carol@example.com"),
+            skeleton("caro1x@example.com")
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub use policy::{ADMIN_ROLE, PermissionSeed, RealmPolicy};
 use policy::{AUTOBOT_POLICY, SLM_POLICY};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -68,12 +70,20 @@ pub enum SchemaState {
     Unmigrated(Arc<str>),
 }
 
+/// How long a probe of an unreachable database waits for its connection, and between probes.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
 struct RealmInner {
     id: RealmId,
     db: Source,
     /// Requests use the database only when it is [`SchemaState::Ready`]; until then they
     /// answer the realm's 503, never a 500 from a missing table.
     schema: tokio::sync::watch::Sender<SchemaState>,
+    /// The database was found unreachable and a probe has not reached it since.
+    down: AtomicBool,
+    /// A probe is running (see [`Realm::watch_if_unreachable`]).
+    probing: AtomicBool,
     tokens: TokenKeys,
     scheme: Scheme,
     /// The role of a user created without roles.
@@ -159,6 +169,8 @@ impl Realm {
             id,
             db,
             schema: tokio::sync::watch::Sender::new(SchemaState::Ready),
+            down: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
             tokens,
             scheme,
             new_user_role: new_user_role.to_owned(),
@@ -197,16 +209,51 @@ impl Realm {
         self.0.scheme
     }
 
-    /// A connection, or this realm's 503 within the acquire timeout.
+    /// A connection, or this realm's 503: at once while the database is known to be down,
+    /// else within the acquire timeout.
     pub async fn conn(&self) -> Result<Conn, ApiError> {
         self.ready()?;
-        self.0.db.conn().await
+        let conn = self.0.db.conn().await;
+        self.watch_if_unreachable(conn.as_ref().err());
+        conn
     }
 
-    /// A transaction, or this realm's 503.
+    /// A transaction, or this realm's 503 (as [`Self::conn`]).
     pub async fn begin(&self) -> Result<Tx, ApiError> {
         self.ready()?;
-        self.0.db.begin().await
+        let tx = self.0.db.begin().await;
+        self.watch_if_unreachable(tx.as_ref().err());
+        tx
+    }
+
+    /// After a failure to reach the database, probes it with a connection of its own (a
+    /// refused connection is known at once, where the pool keeps trying until its timeout):
+    /// while the probe fails, the realm is down and its requests answer 503 at once; the first
+    /// probe that connects ends that. One probe runs at a time.
+    fn watch_if_unreachable(&self, err: Option<&ApiError>) {
+        if !err.is_some_and(ApiError::is_unavailable) || self.0.probing.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let realm = self.clone();
+        tokio::spawn(async move {
+            let options = realm.pool().connect_options();
+            loop {
+                let connected = tokio::time::timeout(
+                    PROBE_TIMEOUT,
+                    <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+                )
+                .await;
+                if let Ok(Ok(conn)) = connected {
+                    let _ = sqlx::Connection::close(conn).await;
+                    break;
+                }
+                realm.0.down.store(true, Ordering::SeqCst);
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+            realm.0.down.store(false, Ordering::SeqCst);
+            realm.0.probing.store(false, Ordering::SeqCst);
+        });
     }
 
     /// The state of this realm's schema.
@@ -222,7 +269,7 @@ impl Realm {
     /// This realm's 503 unless its schema is ready.
     fn ready(&self) -> Result<(), ApiError> {
         match *self.0.schema.borrow() {
-            SchemaState::Ready => Ok(()),
+            SchemaState::Ready if !self.0.down.load(Ordering::SeqCst) => Ok(()),
             _ => Err(ApiError::Unavailable {
                 detail: self.policy().unavailable_detail,
                 retry_after_secs: Some(5),
@@ -230,9 +277,19 @@ impl Realm {
         }
     }
 
-    /// Whether the database answers a trivial query right now.
+    /// Whether the database answers a trivial query right now (at once `false` while it is
+    /// known to be down).
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(self.pool()).await.is_ok()
+        if self.0.down.load(Ordering::SeqCst) {
+            return false;
+        }
+        match sqlx::query("SELECT 1").execute(self.pool()).await {
+            Ok(_) => true,
+            Err(err) => {
+                self.watch_if_unreachable(Some(&ApiError::from(err)));
+                false
+            }
+        }
     }
 }
 

@@ -716,3 +716,62 @@ pub async fn record_forced_reset(db: &mut impl Db, fingerprint: &[u8]) -> sqlx::
     .await
     .map(|_| ())
 }
+
+/// The e-mails of live users whose skeleton is one of `skeletons` and which are none of
+/// `emails` (lower-cased), `except`'s aside: look-alikes, not the same address.
+pub async fn look_alike_emails(
+    db: &mut impl Db,
+    skeletons: &[String],
+    emails: &[String],
+    except: Option<Uuid>,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        r"SELECT u.email::text FROM slm_server.email_skeletons s
+          JOIN public.users u ON u.id = s.user_id AND u.email = s.email
+          WHERE s.skeleton = ANY($1) AND u.deleted_at IS NULL AND lower(u.email) <> ALL($2)
+            AND ($3::uuid IS NULL OR u.id <> $3)
+          LIMIT 5",
+    )
+    .bind(skeletons)
+    .bind(emails)
+    .bind(except)
+    .fetch_all(db.exec())
+    .await
+}
+
+/// Records the skeletons of users' e-mails (`ids[i]` has `emails[i]` and `skeletons[i]`).
+pub async fn store_skeletons(
+    db: &mut impl Db,
+    ids: &[Uuid],
+    emails: &[&str],
+    skeletons: &[String],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r"INSERT INTO slm_server.email_skeletons (user_id, email, skeleton)
+          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[])
+          ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, skeleton = EXCLUDED.skeleton",
+    )
+    .bind(ids)
+    .bind(emails)
+    .bind(skeletons)
+    .execute(db.exec())
+    .await
+    .map(|_| ())
+}
+
+/// Up to `limit` live users whose e-mail has no skeleton yet, or another than when it was
+/// computed (rows the AutoBot backend wrote).
+pub async fn emails_without_skeleton(
+    db: &mut impl Db,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, String)>> {
+    sqlx::query_as(
+        r"SELECT u.id, u.email::text FROM public.users u
+          LEFT JOIN slm_server.email_skeletons s ON s.user_id = u.id
+          WHERE u.deleted_at IS NULL AND s.email IS DISTINCT FROM u.email
+          LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.exec())
+    .await
+}

@@ -12,8 +12,9 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, AuditAction};
 use crate::auth::authz::{self, Perm};
 use crate::auth::principal::Principal;
+use crate::auth::service::end_credentials;
 use crate::database::{Db, Tx};
-use crate::domain::{Email, Password, Username};
+use crate::domain::{Email, Password, Username, email_skeleton};
 use crate::error::{ApiError, FieldError, LocItem, constraint_conflict};
 use crate::outbox;
 use crate::realm::{ADMIN_ROLE, Realm};
@@ -196,7 +197,7 @@ pub async fn create(
     actor: &Actor,
     new: NewUser,
 ) -> Result<User, ApiError> {
-    let hash = hash_credential(app, realm, &new.credential).await?;
+    let hash = hash_credential(app, realm, actor.client.ip, &new.credential).await?;
     let mut tx = realm.begin().await?;
     let user = create_in(&mut tx, realm, actor, &new, &hash).await?;
     tx.commit().await?;
@@ -207,12 +208,47 @@ pub async fn create(
 pub async fn hash_credential(
     app: &AppState,
     realm: &Realm,
+    client: Option<std::net::IpAddr>,
     credential: &Credential,
 ) -> Result<String, ApiError> {
     match credential {
-        Credential::Password(password) => app.hasher.hash(password.expose(), realm.scheme()).await,
+        Credential::Password(password) => {
+            app.hasher
+                .hash(client, password.expose(), realm.scheme())
+                .await
+        }
         Credential::Hash(hash) => Ok(hash.clone()),
     }
+}
+
+/// Refuses an e-mail of `emails` that looks like another one without being it (the same
+/// TR39 skeleton, another address): another of `emails`, a live user's (`except` aside) or a
+/// pending access request's. 409, like a duplicate. Returns the skeletons, in order.
+pub async fn ensure_no_look_alike(
+    db: &mut impl Db,
+    emails: &[&str],
+    except: Option<Uuid>,
+) -> Result<Vec<String>, ApiError> {
+    let skeletons: Vec<String> = emails.iter().map(|e| email_skeleton(e)).collect();
+    let lowered: Vec<String> = emails.iter().map(|e| e.to_lowercase()).collect();
+    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let within = skeletons
+        .iter()
+        .zip(&lowered)
+        .any(|(skeleton, email)| *seen.entry(skeleton).or_insert(email) != email.as_str());
+    let look_alike = within
+        || !db::look_alike_emails(db, &skeletons, &lowered, except)
+            .await?
+            .is_empty()
+        || !crate::access_requests::service::look_alike_pending(db, &skeletons, &lowered)
+            .await?
+            .is_empty();
+    if look_alike {
+        return Err(ApiError::Conflict(
+            "Email looks like an existing one".into(),
+        ));
+    }
+    Ok(skeletons)
 }
 
 /// A new user ready to be written: its roles resolved and its password hashed.
@@ -248,9 +284,12 @@ pub async fn create_many(
             must_change_password: u.new.must_change_password,
         })
         .collect();
+    let emails: Vec<&str> = rows.iter().map(|r| r.email).collect();
+    let skeletons = ensure_no_look_alike(tx, &emails, None).await?;
     db::insert_many(tx, &rows)
         .await
         .map_err(|e| constraint_conflict(e, USER_CONFLICTS))?;
+    db::store_skeletons(tx, &ids, &emails, &skeletons).await?;
     let (grant_users, grant_roles): (Vec<Uuid>, Vec<Uuid>) = users
         .iter()
         .zip(&ids)
@@ -336,8 +375,9 @@ pub async fn roles(realm: &Realm) -> Result<Vec<Role>, ApiError> {
     Ok(db::roles(&mut conn).await?)
 }
 
-/// Ends a user's sessions and audits it: every session, except the operator's own when they
-/// change themselves (like a password change, which ends only the *other* sessions).
+/// Ends a user's sessions and API keys (see [`end_credentials`]): every session, except the
+/// operator's own when they change themselves (like a password change, which ends only the
+/// *other* sessions).
 async fn end_sessions(
     tx: &mut impl Db,
     realm: &Realm,
@@ -348,16 +388,7 @@ async fn end_sessions(
     let keep = is_self(operator, realm, id)
         .then_some(operator.session_id)
         .flatten();
-    let ended = crate::auth::db::revoke_sessions(tx, id, keep, reason).await?;
-    audit::record(
-        tx,
-        realm,
-        &operator.actor(),
-        AuditAction::SessionsRevoked,
-        Some(id),
-        json!({"sessions": ended, "reason": reason}),
-    )
-    .await
+    end_credentials(tx, realm, &operator.actor(), id, keep, reason).await
 }
 
 /// Makes `roles` the user's roles, audited and announced. Sessions stay: every request reads
@@ -435,7 +466,11 @@ pub async fn update(
                 realm.scheme().max_password_bytes(),
             )
             .map_err(|msg| ApiError::field(FieldError::body("password", msg)))?;
-            Some(app.hasher.hash(password.expose(), realm.scheme()).await?)
+            Some(
+                app.hasher
+                    .hash(operator.client.ip, password.expose(), realm.scheme())
+                    .await?,
+            )
         }
         None => None,
     };
@@ -449,6 +484,10 @@ pub async fn update(
     }
     if deactivating || demoting {
         ensure_other_admin(&mut tx, &target).await?;
+    }
+    if let Some(email) = patch.profile.email.as_deref() {
+        let skeletons = ensure_no_look_alike(&mut tx, &[email], Some(id)).await?;
+        db::store_skeletons(&mut tx, &[id], &[email], &skeletons).await?;
     }
     db::update_profile(&mut tx, id, &patch.profile)
         .await
@@ -548,8 +587,7 @@ pub async fn delete(realm: &Realm, operator: &Principal, id: Uuid) -> Result<(),
     let target = db::fetch_for_update(&mut tx, id).await?.ok_or(NOT_FOUND)?;
     require_for_target(operator, realm, &target)?;
     ensure_other_admin(&mut tx, &target).await?;
-    crate::auth::db::revoke_sessions(&mut tx, id, None, "deleted").await?;
-    crate::auth::db::revoke_api_keys(&mut tx, id).await?;
+    end_credentials(&mut tx, realm, &operator.actor(), id, None, "deleted").await?;
     crate::auth::db::delete_mfa(&mut tx, id).await?;
     let teams = crate::teams::db::remove_from_all_teams(&mut tx, id).await?;
     db::soft_delete(&mut tx, id).await?;
@@ -669,15 +707,13 @@ pub async fn revoke_sessions(
     let mut tx = realm.begin().await?;
     let target = db::fetch_for_update(&mut tx, id).await?.ok_or(NOT_FOUND)?;
     require_for_target(operator, realm, &target)?;
-    let sessions = crate::auth::db::revoke_sessions(&mut tx, id, None, "revoked_by_admin").await?;
-    let keys = crate::auth::db::revoke_api_keys(&mut tx, id).await?;
-    audit::record(
+    end_credentials(
         &mut tx,
         realm,
         &operator.actor(),
-        AuditAction::SessionsRevoked,
-        Some(id),
-        json!({"sessions": sessions, "api_keys": keys}),
+        id,
+        None,
+        "revoked_by_admin",
     )
     .await?;
     outbox::enqueue(&mut tx, realm, &[id], "user.sessions_revoked").await?;
@@ -720,4 +756,22 @@ pub async fn export(realm: &Realm, operator: &Principal, id: Uuid) -> Result<Use
         audit_events,
         exported_at: chrono::Utc::now(),
     })
+}
+
+/// Computes the e-mail skeletons the look-alike check compares with, for the live users that
+/// lack one (written by the AutoBot backend, or before this release); returns how many.
+pub async fn sweep_email_skeletons(realm: &Realm) -> Result<usize, ApiError> {
+    let mut done = 0;
+    loop {
+        let mut conn = realm.conn().await?;
+        let rows = db::emails_without_skeleton(&mut conn, 1000).await?;
+        if rows.is_empty() {
+            return Ok(done);
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|(id, _)| *id).collect();
+        let emails: Vec<&str> = rows.iter().map(|(_, email)| email.as_str()).collect();
+        let skeletons: Vec<String> = emails.iter().map(|e| email_skeleton(e)).collect();
+        db::store_skeletons(&mut conn, &ids, &emails, &skeletons).await?;
+        done += rows.len();
+    }
 }

@@ -184,9 +184,14 @@ async fn a_login_flood_beyond_the_hashing_queue_gets_503_with_retry_after() {
         ..Options::default()
     })
     .await;
+    // From twenty addresses: one client alone waits for its own turn and never fills the queue.
     let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let (client, url) = (app.client.clone(), app.url("/api/slm-auth/login"));
+    for i in 0..20u8 {
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 1, i + 1]))
+            .build()
+            .unwrap();
+        let url = app.url("/api/slm-auth/login");
         tasks.push(tokio::spawn(async move {
             let r = client
                 .post(url)

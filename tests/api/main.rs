@@ -10,6 +10,7 @@ mod cli;
 mod credentials;
 mod dashboard;
 mod errors;
+mod hardening;
 mod hostile;
 mod operations;
 mod outbox;
