@@ -1,6 +1,5 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 
-use crate::extract::ApiJson;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -8,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use crate::http::extract::ApiJson;
 use crate::realm::SchemaState;
 use crate::state::AppState;
 use crate::telemetry;
@@ -87,19 +87,6 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         telemetry::prometheus().render(),
     )
-}
-
-/// Liveness, readiness, and `/metrics` unless it has a listener of its own (`METRICS_ADDR`).
-pub fn router(with_metrics: bool) -> utoipa_axum::router::OpenApiRouter<AppState> {
-    use utoipa_axum::routes;
-    let router = utoipa_axum::router::OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz));
-    if with_metrics {
-        router.routes(routes!(metrics))
-    } else {
-        router
-    }
 }
 
 /// The metrics listener's own router (`METRICS_ADDR`): `/metrics` and nothing else.

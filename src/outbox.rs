@@ -15,8 +15,9 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::database::Db;
-use crate::error::ApiError;
+use sqlx::PgConnection;
+
+use crate::http::error::ApiError;
 use crate::realm::Realm;
 use crate::redis_client::Redis;
 
@@ -38,13 +39,43 @@ pub struct Targets {
     pub rbac_key: Option<String>,
 }
 
+/// What changed, as the `event` of an invalidation message (docs/api.md §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxEvent {
+    UserCreated,
+    UserUpdated,
+    UserDeactivated,
+    UserDeleted,
+    UserRolesChanged,
+    UserPasswordChanged,
+    UserSessionsRevoked,
+    TeamMembershipChanged,
+    TeamDeleted,
+}
+
+impl OutboxEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserCreated => "user.created",
+            Self::UserUpdated => "user.updated",
+            Self::UserDeactivated => "user.deactivated",
+            Self::UserDeleted => "user.deleted",
+            Self::UserRolesChanged => "user.roles_changed",
+            Self::UserPasswordChanged => "user.password_changed",
+            Self::UserSessionsRevoked => "user.sessions_revoked",
+            Self::TeamMembershipChanged => "team.membership_changed",
+            Self::TeamDeleted => "team.deleted",
+        }
+    }
+}
+
 /// Queues one invalidation message per user in `user_ids`, inside the caller's transaction.
 /// A no-op in realms that do not publish invalidations.
 pub async fn enqueue(
-    db: &mut impl Db,
+    db: &mut PgConnection,
     realm: &Realm,
     user_ids: &[Uuid],
-    event: &str,
+    event: OutboxEvent,
 ) -> Result<(), ApiError> {
     if !realm.policy().publishes_invalidations || user_ids.is_empty() {
         return Ok(());
@@ -56,81 +87,104 @@ pub async fn enqueue(
             json!({
                 "user_id": user_id,
                 "realm": realm.name(),
-                "event": event,
+                "event": event.as_str(),
                 "id": Uuid::now_v7(),
                 "occurred_at": now,
             })
         })
         .collect();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO slm_server.outbox (user_id, payload) SELECT * FROM UNNEST($1::uuid[], $2::jsonb[])",
+        user_ids,
+        &payloads,
     )
-    .bind(user_ids)
-    .bind(&payloads)
-    .execute(db.exec())
+    .execute(&mut *db)
     .await?;
     // NOTIFY is delivered only when the transaction commits, which is exactly when to relay.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(db.exec())
+    sqlx::query!("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        .execute(&mut *db)
         .await?;
     Ok(())
 }
 
 /// Number of pending messages and the age in seconds of the oldest.
 pub async fn backlog(realm: &Realm) -> Result<(i64, f64), ApiError> {
-    Ok(sqlx::query_as(
-        r"SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
-          FROM slm_server.outbox",
-    )
-    .fetch_one(realm.conn().await?.exec())
-    .await?)
+    realm
+        .read(|mut db| {
+            Box::pin(async move {
+                let row = sqlx::query!(
+                    r#"SELECT count(*) AS "pending!",
+                              COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+                                  AS "oldest!"
+                       FROM slm_server.outbox"#
+                )
+                .fetch_one(&mut *db)
+                .await?;
+                Ok((row.pending, row.oldest))
+            })
+        })
+        .await
 }
 
 /// Delivers pending rows once; returns how many were delivered. One relay at a time holds the
 /// realm-wide lock, so several replicas never reorder or double-deliver a batch; a crash
 /// before commit leaves the rows for the next attempt (at-least-once).
-pub async fn relay_once(realm: &Realm, redis: &Redis, targets: &Targets) -> anyhow::Result<usize> {
-    let mut tx = realm.begin().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(7263511, 2)")
-        .fetch_one(tx.exec())
-        .await?;
+pub async fn relay_once(
+    realm: &Realm,
+    redis: &Redis,
+    targets: &Targets,
+) -> Result<usize, ApiError> {
+    realm
+        .transaction(|mut tx| Box::pin(async move { relay_batch(&mut tx, redis, targets).await }))
+        .await
+}
+
+async fn relay_batch(
+    tx: &mut PgConnection,
+    redis: &Redis,
+    targets: &Targets,
+) -> Result<usize, ApiError> {
+    let locked =
+        sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock(7263511, 2) AS "locked!""#)
+            .fetch_one(&mut *tx)
+            .await?;
     if !locked {
         return Ok(0);
     }
-    let rows: Vec<(i64, Uuid, serde_json::Value)> =
-        sqlx::query_as("SELECT id, user_id, payload FROM slm_server.outbox ORDER BY id LIMIT $1")
-            .bind(BATCH)
-            .fetch_all(tx.exec())
-            .await?;
+    let rows = sqlx::query!(
+        "SELECT id, user_id, payload FROM slm_server.outbox ORDER BY id LIMIT $1",
+        BATCH
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     if rows.is_empty() {
         return Ok(0);
     }
     let started = Instant::now();
     // One pipeline, in id order: each user's messages arrive in commit order everywhere.
     let mut pipe = redis::pipe();
-    for (_, user_id, payload) in &rows {
+    for row in &rows {
         if let Some(key) = &targets.rbac_key {
-            pipe.del(key.replace("{user_id}", &user_id.to_string()))
+            pipe.del(key.replace("{user_id}", &row.user_id.to_string()))
                 .ignore();
         }
         if let Some(channel) = &targets.rbac_channel {
-            pipe.publish(channel, json!({ "user_id": user_id }).to_string())
+            pipe.publish(channel, json!({ "user_id": row.user_id }).to_string())
                 .ignore();
         }
         if let Some(channel) = &targets.channel {
-            pipe.publish(channel, payload.to_string()).ignore();
+            pipe.publish(channel, row.payload.to_string()).ignore();
         }
     }
     let mut conn = redis.conn();
-    pipe.query_async::<()>(&mut conn).await?;
+    pipe.query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("publishing to Redis failed: {e}")))?;
     metrics::histogram!("outbox_publish_seconds").record(started.elapsed().as_secs_f64());
-    let ids: Vec<i64> = rows.iter().map(|(id, _, _)| *id).collect();
-    sqlx::query("DELETE FROM slm_server.outbox WHERE id = ANY($1)")
-        .bind(&ids)
-        .execute(tx.exec())
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    sqlx::query!("DELETE FROM slm_server.outbox WHERE id = ANY($1)", &ids)
+        .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
     metrics::counter!("outbox_published_total").increment(rows.len() as u64);
     Ok(rows.len())
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use secrecy::{ExposeSecret, SecretString};
 
 /// A Redis connection that reconnects by itself and never blocks a request for long: commands
 /// time out after half a second, so Redis being down degrades features instead of hanging.
@@ -15,7 +16,8 @@ impl Redis {
     /// A connection to `url` (`redis://` or `rediss://`, with a password as
     /// `redis://:password@host`); a `rediss://` server is verified against `ca_file` when
     /// given, else against the system's roots.
-    pub fn new(url: &str, ca_file: Option<&str>) -> anyhow::Result<Self> {
+    pub fn new(url: &SecretString, ca_file: Option<&str>) -> anyhow::Result<Self> {
+        let url = url.expose_secret();
         let client = match ca_file {
             Some(path) => {
                 let root_cert = std::fs::read(path).map_err(|e| {

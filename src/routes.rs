@@ -1,82 +1,237 @@
-//! The route table: every endpoint of the API, each declared once with its OpenAPI operation
-//! (the feature modules' `router()`s), mounted here under its prefix. The routers of users and
-//! auth are written once and mounted for each realm, with that realm as their state.
+//! The route table: every path of the API, top to bottom, each handler named once where it is
+//! mounted; and the middleware around it all.
+//!
+//! The user and sign-in handlers are written once and mounted for each realm: a group's state
+//! ([`Target`]) names the realm it serves. A handler's own path (`/{user_id}`, `/login`) is in
+//! its `#[utoipa::path]`, which the OpenAPI document is generated from; the comments below give
+//! the full paths.
 
 use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::realm::{RealmId, label_unavailable};
-use crate::state::{AppState, Scoped};
+use crate::config::Settings;
+use crate::http::extract::MAX_BODY_BYTES;
+use crate::realm::RealmId::{self, Autobot, Slm};
+use crate::state::{AppState, Target};
+use crate::{access_requests, audit_log, auth, export, ops, teams, users};
 
-/// A realm-scoped router bound to its realm: database 503s name that realm's database.
-fn for_realm(router: OpenApiRouter<Scoped>, app: &AppState, id: RealmId) -> OpenApiRouter {
-    let scoped = Scoped::new(app, id);
-    router
-        .layer(axum::middleware::from_fn_with_state(
-            scoped.realm.clone(),
-            label_unavailable,
-        ))
-        .with_state(scoped)
+/// Sign-in of one realm: `…/login`, `/refresh`, `/logout`, `/me`, `/me/password`, and the
+/// caller's MFA and API keys under `/me`.
+fn sign_in() -> OpenApiRouter<Target> {
+    use auth::handlers::*;
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(get_me))
+        .routes(routes!(change_password))
+        .nest("/me/mfa", mfa())
+        .nest("/me/api-keys", own_api_keys())
+}
+
+/// The caller's MFA: `/status`, `/setup`, `/verify-setup`, `/disable`, `/backup-codes`, and
+/// `/verify-login`, the MFA step of a login.
+fn mfa() -> OpenApiRouter<Target> {
+    use auth::mfa::handlers::*;
+    OpenApiRouter::new()
+        .routes(routes!(mfa_status))
+        .routes(routes!(mfa_setup))
+        .routes(routes!(mfa_verify_setup))
+        .routes(routes!(mfa_disable))
+        .routes(routes!(mfa_backup_codes))
+        .routes(routes!(verify_login))
+}
+
+/// The caller's API keys: `""`, `/scopes`, `/{key_id}`.
+fn own_api_keys() -> OpenApiRouter<Target> {
+    use auth::api_keys::handlers::*;
+    OpenApiRouter::new()
+        .routes(routes!(list_api_keys, create_api_key))
+        .routes(routes!(list_api_key_scopes))
+        .routes(routes!(get_api_key, update_api_key, revoke_api_key))
+}
+
+/// Users of one realm: `""`, `/{user_id}`, `/{user_id}/roles[/{role}]`, `/unlock`,
+/// `/revoke-sessions`, `/sessions`, `/mfa`.
+fn users() -> OpenApiRouter<Target> {
+    use users::handlers::*;
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(add_user_roles))
+        .routes(routes!(remove_user_role))
+        .routes(routes!(unlock_user))
+        .routes(routes!(revoke_user_sessions))
+        .routes(routes!(list_user_sessions))
+        .routes(routes!(reset_user_mfa))
+}
+
+/// What AutoBot users have besides: `/{user_id}/export`, `/{user_id}/teams`, and the API keys
+/// an admin issues for a user, `/{user_id}/api-keys[/{key_id}]`.
+fn autobot_users() -> OpenApiRouter<Target> {
+    use auth::api_keys::handlers::*;
+    OpenApiRouter::new()
+        .routes(routes!(export::export_user))
+        .routes(routes!(teams::handlers::list_user_teams))
+        .routes(routes!(list_user_api_keys, create_user_api_key))
+        .routes(routes!(revoke_user_api_key))
+}
+
+/// A realm's roles: `""`.
+fn roles() -> OpenApiRouter<Target> {
+    OpenApiRouter::new().routes(routes!(users::handlers::list_roles))
+}
+
+/// Teams: `""`, `/{team_id}`, `/{team_id}/members[/{user_id}]`.
+fn teams() -> OpenApiRouter<Target> {
+    use teams::handlers::*;
+    OpenApiRouter::new()
+        .routes(routes!(list_teams, create_team))
+        .routes(routes!(get_team, update_team, delete_team))
+        .routes(routes!(add_team_member, update_team_members))
+        .routes(routes!(remove_team_member))
+}
+
+/// Access requests: `""`, `/{id}/approve`, `/{id}/deny`.
+fn access_requests() -> OpenApiRouter<Target> {
+    use access_requests::handlers::*;
+    OpenApiRouter::new()
+        .routes(routes!(list_access_requests, submit_access_request))
+        .routes(routes!(approve_access_request))
+        .routes(routes!(deny_access_request))
 }
 
 /// The whole API: its router and the paths of its OpenAPI document.
 pub fn api(app: &AppState) -> (Router, OpenApi) {
-    use RealmId::{Autobot, Slm};
+    let realm = |group: OpenApiRouter<Target>, id: RealmId| group.with_state(Target::new(app, id));
     OpenApiRouter::new()
         // The dashboard's own paths: the SLM realm's sign-in, MFA and API keys.
-        .nest("/api/auth", for_realm(crate::auth::router(), app, Slm))
-        .nest("/api/mfa", for_realm(crate::auth::mfa_router(), app, Slm))
-        .nest(
-            "/api/api-keys",
-            for_realm(crate::auth::api_key_router(), app, Slm),
-        )
-        .nest("/api/slm-auth", for_realm(crate::auth::router(), app, Slm))
-        .nest(
-            "/api/autobot-auth",
-            for_realm(crate::auth::router(), app, Autobot),
-        )
-        .nest(
-            "/api/slm-users",
-            for_realm(crate::users::router(), app, Slm),
-        )
+        .nest("/api/auth", realm(sign_in(), Slm))
+        .nest("/api/mfa", realm(mfa(), Slm))
+        .nest("/api/api-keys", realm(own_api_keys(), Slm))
+        // Sign-in of each realm.
+        .nest("/api/slm-auth", realm(sign_in(), Slm))
+        .nest("/api/autobot-auth", realm(sign_in(), Autobot))
+        // Management: an SLM principal acts on either realm.
+        .nest("/api/slm-users", realm(users(), Slm))
         .nest(
             "/api/autobot-users",
-            for_realm(
-                crate::users::router().merge(crate::users::autobot_router()),
-                app,
-                Autobot,
-            ),
+            realm(users().merge(autobot_users()), Autobot),
         )
-        .nest(
-            "/api/slm-roles",
-            for_realm(crate::users::roles_router(), app, Slm),
-        )
-        .nest(
-            "/api/autobot-roles",
-            for_realm(crate::users::roles_router(), app, Autobot),
-        )
-        .nest(
-            "/api/autobot-teams",
-            for_realm(crate::teams::router(), app, Autobot),
-        )
-        .nest(
-            "/api/autobot-users/teams",
-            for_realm(crate::teams::router(), app, Autobot),
-        )
-        .nest(
-            "/api/access-requests",
-            for_realm(crate::access_requests::router(), app, Autobot),
-        )
+        .nest("/api/slm-roles", realm(roles(), Slm))
+        .nest("/api/autobot-roles", realm(roles(), Autobot))
+        .nest("/api/autobot-teams", realm(teams(), Autobot))
+        .nest("/api/autobot-users/teams", realm(teams(), Autobot))
+        .nest("/api/access-requests", realm(access_requests(), Autobot))
+        // `GET /api/audit`: both realms' trails.
         .nest(
             "/api/audit",
-            crate::audit::router()
-                .layer(axum::middleware::from_fn_with_state(
-                    app.slm.clone(),
-                    label_unavailable,
-                ))
+            OpenApiRouter::new()
+                .routes(routes!(audit_log::handlers::list_audit_events))
                 .with_state(app.clone()),
         )
-        .merge(crate::ops::router(app.settings.metrics_addr.is_none()).with_state(app.clone()))
+        // `/healthz`, `/readyz`, and `/metrics` unless it has a listener of its own.
+        .merge(operations(app))
         .split_for_parts()
+}
+
+fn operations(app: &AppState) -> OpenApiRouter {
+    let router = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz));
+    let router = match app.settings.http.metrics_addr {
+        None => router.routes(routes!(ops::metrics)),
+        Some(_) => router,
+    };
+    router.with_state(app.clone())
+}
+
+fn cors(settings: &Settings) -> CorsLayer {
+    let origins = &settings.http.cors_origins;
+    let any = origins.iter().any(|o| o == "*");
+    let allow = match any {
+        true => AllowOrigin::any(),
+        false => AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok())),
+    };
+    let layer = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-api-key"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-total-count"),
+            HeaderName::from_static("x-request-id"),
+        ]);
+    match any {
+        true => layer,
+        false => layer.allow_credentials(true),
+    }
+}
+
+/// The whole HTTP surface: the route table, the document and Swagger UI, and the middleware.
+pub fn router(app: AppState) -> Router {
+    let (api, paths) = api(&app);
+    let request_id = HeaderName::from_static("x-request-id");
+    let docs = crate::http::openapi::docs_router(crate::http::openapi::document(paths));
+    Router::new()
+        .merge(api)
+        .merge(docs)
+        .fallback(crate::http::middleware::not_found)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            app.settings.http.request_timeout,
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(cors(&app.settings))
+        .layer(axum::middleware::from_fn(crate::http::middleware::observe))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            // 5xx are logged once, with their cause, by middleware::observe.
+            TraceLayer::new_for_http()
+                .on_failure(())
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let request_id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id)
+                }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -1,25 +1,19 @@
-//! Building and running the application: pools, migrations, bootstrap admin, background tasks,
-//! the router with its middleware, and graceful shutdown.
+//! Building and running the application: migrations, the realms' catalogs, the bootstrap
+//! admin, background tasks, and graceful shutdown. The HTTP surface is [`crate::routes`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
-use crate::database::migrate::Unmigratable;
-use crate::extract::MAX_BODY_BYTES;
-use crate::realm::{Realm, RealmId, SchemaState};
-use crate::serve::ConnectionLimits;
+use crate::database::DatabaseSettings;
+use crate::http::serve::ConnectionLimits;
+use crate::realm::migrate::Unmigratable;
+use crate::realm::{Realm, SchemaState};
 use crate::state::AppState;
 
 /// A built server, listening but not yet serving.
@@ -32,26 +26,35 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
 }
 
-/// Migrates the AutoBot database, in the background until it succeeds, so that the server
-/// starts (and serves the SLM realm) while that remote database is down or cannot be migrated.
-/// The realm's schema state says which (`/readyz`), and its endpoints answer 503 until then.
-/// A cause is logged once, in one line, and again only when it changes.
-fn migrate_autobot_until_done(
+/// Brings a realm up: migrates its database (when `migrate`), then reads its catalog, after
+/// which it serves (see [`Realm::open`]).
+async fn bring_up(realm: &Realm, database: &DatabaseSettings, migrate: bool) -> anyhow::Result<()> {
+    if migrate {
+        crate::realm::migrate::migrate_up(realm.id(), &database.options).await?;
+    }
+    realm.open().await.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Brings the AutoBot realm up in the background until it succeeds, so that the server starts
+/// (and serves the SLM realm) while that remote database is down or cannot be migrated. The
+/// realm's schema state says which (`/readyz`), and its endpoints answer 503 until then. A
+/// cause is logged once, in one line, and again only when it changes.
+fn bring_up_in_background(
     realm: Realm,
     settings: &Settings,
     mut shutdown: watch::Receiver<bool>,
     mut last_cause: Option<String>,
 ) {
-    let options = settings.autobot_db.options.clone();
-    let target = settings.autobot_db.describe();
+    let database = settings.autobot_db.clone();
+    let migrate = settings.migrate_on_start;
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(500);
         loop {
-            let outcome = crate::database::migrate::migrate_up(RealmId::Autobot, &options).await;
-            if let Some(cause) = record_migration(&realm, &target, outcome, last_cause.as_deref()) {
-                last_cause = Some(cause);
-            } else {
-                return;
+            let outcome = bring_up(&realm, &database, migrate).await;
+            let target = database.describe();
+            match record_outcome(&realm, &target, outcome, last_cause.as_deref()) {
+                Some(cause) => last_cause = Some(cause),
+                None => return,
             }
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -62,9 +65,9 @@ fn migrate_autobot_until_done(
     });
 }
 
-/// Records the outcome of a migration of the AutoBot realm in its schema state, and logs a
-/// cause unless it is `logged` already; returns the cause, or `None` once migrated.
-fn record_migration(
+/// Records why the AutoBot realm could not be brought up, in its schema state, and logs the
+/// cause unless it is `logged` already; returns the cause, or `None` once it is up.
+fn record_outcome(
     realm: &Realm,
     target: &str,
     outcome: anyhow::Result<()>,
@@ -72,7 +75,6 @@ fn record_migration(
 ) -> Option<String> {
     let err = match outcome {
         Ok(()) => {
-            realm.set_schema(SchemaState::Ready);
             if logged.is_some() {
                 tracing::info!(database = %target, "AutoBot database migrated; its endpoints answer again");
             }
@@ -97,33 +99,55 @@ fn record_migration(
     Some(cause)
 }
 
-/// How often the e-mail skeletons of users written elsewhere are computed.
-const SKELETON_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+/// How often the look-alike check's addresses are brought up to date with users written
+/// elsewhere, and how often each realm's catalog of roles is checked for changes.
+const ADDRESS_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+const CATALOG_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Keeps the look-alike check's e-mail skeletons current for users the AutoBot backend writes:
-/// at start, then every few minutes, in each realm whose database is ready.
-async fn keep_email_skeletons_current(app: AppState, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(SKELETON_SWEEP_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tick.tick() => {}
-        }
-        for realm in [&app.slm, &app.autobot] {
-            if realm.schema() != SchemaState::Ready {
-                continue;
+/// Runs `work` on each serving realm every `period` until shutdown.
+fn every(
+    app: &AppState,
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    work: fn(Realm) -> crate::database::BoxFuture<'static, ()>,
+) {
+    let realms = [app.slm.clone(), app.autobot.clone()];
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
             }
-            match crate::users::service::sweep_email_skeletons(realm).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(realm = realm.name(), users = n, "computed e-mail skeletons")
-                }
-                Err(err) => {
-                    tracing::debug!(realm = realm.name(), error = %err, "e-mail skeletons not computed now")
+            for realm in &realms {
+                if realm.schema() == SchemaState::Ready {
+                    work(realm.clone()).await;
                 }
             }
         }
-    }
+    });
+}
+
+/// Keeps the addresses of users the AutoBot backend writes known to the look-alike check.
+fn sweep_addresses(realm: Realm) -> crate::database::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        match crate::addresses::sweep(&realm).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(realm = realm.name(), users = n, "recorded e-mail addresses"),
+            Err(err) => {
+                tracing::debug!(realm = realm.name(), error = %err, "e-mail addresses not recorded now")
+            }
+        }
+    })
+}
+
+/// Reads a realm's catalog again when its roles changed (the AutoBot backend may change them).
+fn check_catalog(realm: Realm) -> crate::database::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        if let Err(err) = realm.refresh_catalog().await {
+            tracing::debug!(realm = realm.name(), error = %err, "roles not checked now");
+        }
+    })
 }
 
 impl Application {
@@ -134,61 +158,70 @@ impl Application {
         crate::telemetry::prometheus();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState::build(settings.clone())?;
-        if settings.migrate_on_start {
-            crate::database::migrate::migrate_up(RealmId::Slm, &settings.slm_db.options)
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("SLM database {}: {e:#}", settings.slm_db.describe())
-                })?;
-            // A reachable AutoBot database is migrated before the server answers; one that is
-            // slow, down or blocked is left to the background.
-            state.autobot.set_schema(SchemaState::Pending);
-            let quick = tokio::time::timeout(
-                Duration::from_secs(3),
-                crate::database::migrate::migrate_up(
-                    RealmId::Autobot,
-                    &settings.autobot_db.options,
-                ),
-            )
+        bring_up(&state.slm, &settings.slm_db, settings.migrate_on_start)
             .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 3 s")));
-            let target = settings.autobot_db.describe();
-            if let Some(cause) = record_migration(&state.autobot, &target, quick, None) {
-                migrate_autobot_until_done(
-                    state.autobot.clone(),
-                    &settings,
-                    shutdown_rx.clone(),
-                    Some(cause),
-                );
-            }
+            .map_err(|e| anyhow::anyhow!("SLM database {}: {e:#}", settings.slm_db.describe()))?;
+        // A reachable AutoBot database is brought up before the server answers; one that is
+        // slow, down or blocked is left to the background.
+        let quick = tokio::time::timeout(
+            Duration::from_secs(3),
+            bring_up(
+                &state.autobot,
+                &settings.autobot_db,
+                settings.migrate_on_start,
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 3 s")));
+        let target = settings.autobot_db.describe();
+        if let Some(cause) = record_outcome(&state.autobot, &target, quick, None) {
+            bring_up_in_background(
+                state.autobot.clone(),
+                &settings,
+                shutdown_rx.clone(),
+                Some(cause),
+            );
         }
-        if let Some(creds) = crate::bootstrap::ensure_admin(&state, &state.slm, &settings.bootstrap)
+        let bootstrap = crate::users::bootstrap::ensure_admin(&state, &settings.bootstrap)
             .await
-            .map_err(|e| anyhow::anyhow!("creating the bootstrap admin failed: {e:#}"))?
-        {
+            .map_err(|e| anyhow::anyhow!("creating the bootstrap admin failed: {e:#}"))?;
+        if let Some(creds) = bootstrap {
             // Printed once, on standard output, for the operator (docs/api.md §7).
             println!("BOOTSTRAP_ADMIN_USERNAME={}", creds.username);
-            println!("BOOTSTRAP_ADMIN_PASSWORD={}", creds.password);
+            println!(
+                "BOOTSTRAP_ADMIN_PASSWORD={}",
+                creds.password.expose_secret()
+            );
         }
-        tokio::spawn(keep_email_skeletons_current(
-            state.clone(),
+        every(
+            &state,
+            ADDRESS_SWEEP_INTERVAL,
             shutdown_rx.clone(),
-        ));
+            sweep_addresses,
+        );
+        every(
+            &state,
+            CATALOG_CHECK_INTERVAL,
+            shutdown_rx.clone(),
+            check_catalog,
+        );
+        let redis = &settings.redis;
         tokio::spawn(crate::outbox::run_relay(
             state.autobot.clone(),
             state.redis.clone(),
             crate::outbox::Targets {
-                channel: settings.invalidation_channel.clone(),
-                rbac_channel: settings.rbac_invalidation_channel.clone(),
-                rbac_key: settings.rbac_cache_key.clone(),
+                channel: redis.invalidation_channel.clone(),
+                rbac_channel: redis.rbac_channel.clone(),
+                rbac_key: redis.rbac_cache_key.clone(),
             },
             shutdown_rx,
         ));
-        let router = router(state.clone());
-        let listener = TcpListener::bind(settings.bind_addr).await.map_err(|e| {
-            anyhow::anyhow!("cannot listen on {} (BIND_ADDR): {e}", settings.bind_addr)
-        })?;
-        let metrics = match settings.metrics_addr {
+        let router = crate::routes::router(state.clone());
+        let bind_addr = settings.http.bind_addr;
+        let listener = TcpListener::bind(bind_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {bind_addr} (BIND_ADDR): {e}"))?;
+        let metrics = match settings.http.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
@@ -237,14 +270,14 @@ impl Application {
                 }
             });
         }
-        let settings = &self.state.settings;
+        let http = &self.state.settings.http;
         let limits = ConnectionLimits {
-            header_read_timeout: settings.header_read_timeout,
-            max_connections: settings.max_connections,
-            max_per_client: settings.max_connections_per_client,
-            trusted_proxies: settings.trusted_proxies.clone(),
+            header_read_timeout: http.header_read_timeout,
+            max_connections: http.max_connections,
+            max_per_client: http.max_connections_per_client,
+            trusted_proxies: http.trusted_proxies.clone(),
         };
-        crate::serve::serve(self.listener, self.router, limits, async move {
+        crate::http::serve::serve(self.listener, self.router, limits, async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
             let _ = shutdown.send(true);
@@ -273,90 +306,4 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-}
-
-fn cors(settings: &Settings) -> CorsLayer {
-    let origins = &settings.cors_origins;
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
-    };
-    let layer = CorsLayer::new()
-        .allow_origin(allow)
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static("x-request-id"),
-            HeaderName::from_static("x-api-key"),
-        ])
-        .expose_headers([
-            HeaderName::from_static("x-total-count"),
-            HeaderName::from_static("x-request-id"),
-        ]);
-    if origins.iter().any(|o| o == "*") {
-        layer
-    } else {
-        layer.allow_credentials(true)
-    }
-}
-
-/// The whole HTTP surface: the route table, the document and Swagger UI, and the middleware.
-pub fn router(app: AppState) -> Router {
-    let (api, paths) = crate::routes::api(&app);
-    let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .merge(api)
-        .merge(crate::openapi::docs_router(crate::openapi::document(paths)))
-        .fallback(crate::middleware::not_found)
-        .layer(axum::middleware::from_fn(
-            crate::middleware::run_again_after_conflict,
-        ))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            app.settings.request_timeout,
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(cors(&app.settings))
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            crate::audit::record_denials,
-        ))
-        .layer(axum::middleware::from_fn(crate::middleware::observe))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(
-            // 5xx are logged once, with their cause, by middleware::observe.
-            TraceLayer::new_for_http().on_failure(()).make_span_with(|req: &axum::http::Request<_>| {
-                let request_id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id)
-            }),
-        )
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

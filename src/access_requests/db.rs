@@ -1,9 +1,9 @@
 //! The SQL of access requests (`slm_server.access_requests`).
 
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::access_requests::dto::AccessRequest;
-use crate::database::Db;
+use crate::access_requests::dto::{AccessRequest, RequestStatus};
 
 /// The pending request of an e-mail address is unique.
 pub const REQUEST_CONFLICTS: &[(&str, &str)] = &[(
@@ -19,125 +19,116 @@ pub struct NewRequest<'a> {
     pub full_name: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub ip: Option<&'a str>,
-    /// The confusable skeleton of `email`.
-    pub email_skeleton: &'a str,
 }
 
-pub async fn insert(db: &mut impl Db, request: &NewRequest<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        r"INSERT INTO slm_server.access_requests (id, username, email, full_name, reason, ip,
-              email_skeleton)
-          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+pub async fn insert(db: &mut PgConnection, request: &NewRequest<'_>) -> sqlx::Result<()> {
+    sqlx::query!(
+        r"INSERT INTO slm_server.access_requests (id, username, email, full_name, reason, ip)
+          VALUES ($1, $2, $3, $4, $5, $6)",
+        request.id,
+        request.username,
+        request.email,
+        request.full_name,
+        request.reason,
+        request.ip,
     )
-    .bind(request.id)
-    .bind(request.username)
-    .bind(request.email)
-    .bind(request.full_name)
-    .bind(request.reason)
-    .bind(request.ip)
-    .bind(request.email_skeleton)
-    .execute(db.exec())
+    .execute(&mut *db)
     .await
     .map(|_| ())
 }
 
 /// One page of requests, newest first, and the number of all matches.
-pub async fn list(
-    db: &mut impl Db,
-    status: Option<&str>,
+pub async fn page(
+    db: &mut PgConnection,
+    status: Option<RequestStatus>,
     skip: i64,
     limit: i64,
 ) -> sqlx::Result<(Vec<AccessRequest>, i64)> {
-    let rows = sqlx::query_as(
-        r"SELECT id, username, email, full_name, reason, status, created_at, reviewed_at,
-                 reviewer_id, reviewer_username, comment, user_id
-          FROM slm_server.access_requests WHERE ($1::text IS NULL OR status = $1)
-          ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT $3",
+    let status = status.map(RequestStatus::as_str);
+    let rows = sqlx::query_as!(
+        AccessRequest,
+        r#"SELECT id, username, email, full_name, reason, status AS "status: RequestStatus",
+                  created_at, reviewed_at, reviewer_id, reviewer_username, comment, user_id
+           FROM slm_server.access_requests WHERE ($1::text IS NULL OR status = $1)
+           ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT $3"#,
+        status,
+        skip,
+        limit,
     )
-    .bind(status)
-    .bind(skip)
-    .bind(limit)
-    .fetch_all(db.exec())
+    .fetch_all(&mut *db)
     .await?;
-    let total = sqlx::query_scalar(
-        "SELECT count(*) FROM slm_server.access_requests WHERE ($1::text IS NULL OR status = $1)",
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM slm_server.access_requests
+           WHERE ($1::text IS NULL OR status = $1)"#,
+        status,
     )
-    .bind(status)
-    .fetch_one(db.exec())
+    .fetch_one(&mut *db)
     .await?;
     Ok((rows, total))
 }
 
 /// A request, locked for its review.
-pub async fn lock(db: &mut impl Db, id: Uuid) -> sqlx::Result<Option<AccessRequest>> {
-    sqlx::query_as(
-        r"SELECT id, username, email, full_name, reason, status, created_at, reviewed_at,
-                 reviewer_id, reviewer_username, comment, user_id
-          FROM slm_server.access_requests WHERE id = $1 FOR UPDATE",
+pub async fn lock(db: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<AccessRequest>> {
+    sqlx::query_as!(
+        AccessRequest,
+        r#"SELECT id, username, email, full_name, reason, status AS "status: RequestStatus",
+                  created_at, reviewed_at, reviewer_id, reviewer_username, comment, user_id
+           FROM slm_server.access_requests WHERE id = $1 FOR UPDATE"#,
+        id,
     )
-    .bind(id)
-    .fetch_optional(db.exec())
+    .fetch_optional(&mut *db)
     .await
+}
+
+/// The review of a request.
+pub struct Review<'a> {
+    pub status: RequestStatus,
+    pub reviewer_id: Uuid,
+    pub reviewer_username: &'a str,
+    pub comment: Option<&'a str>,
+    /// The user created on approval.
+    pub user_id: Option<Uuid>,
 }
 
 /// Records the review of a request.
 pub async fn review(
-    db: &mut impl Db,
+    db: &mut PgConnection,
     id: Uuid,
-    status: &str,
-    reviewer: (Uuid, &str),
-    comment: Option<&str>,
-    user_id: Option<Uuid>,
+    review: &Review<'_>,
 ) -> sqlx::Result<AccessRequest> {
-    sqlx::query_as(
-        r"UPDATE slm_server.access_requests SET status = $2, reviewed_at = now(), reviewer_id = $3,
-              reviewer_username = $4, comment = $5, user_id = $6
-          WHERE id = $1
-          RETURNING id, username, email, full_name, reason, status, created_at, reviewed_at,
-                    reviewer_id, reviewer_username, comment, user_id",
+    sqlx::query_as!(
+        AccessRequest,
+        r#"UPDATE slm_server.access_requests SET status = $2, reviewed_at = now(),
+               reviewer_id = $3, reviewer_username = $4, comment = $5, user_id = $6
+           WHERE id = $1
+           RETURNING id, username, email, full_name, reason, status AS "status: RequestStatus",
+                     created_at, reviewed_at, reviewer_id, reviewer_username, comment, user_id"#,
+        id,
+        review.status.as_str(),
+        review.reviewer_id,
+        review.reviewer_username,
+        review.comment,
+        review.user_id,
     )
-    .bind(id)
-    .bind(status)
-    .bind(reviewer.0)
-    .bind(reviewer.1)
-    .bind(comment)
-    .bind(user_id)
-    .fetch_one(db.exec())
+    .fetch_one(&mut *db)
     .await
 }
 
 /// The requests of a user (by the account they led to, or its e-mail), for the GDPR export.
 pub async fn of_user(
-    db: &mut impl Db,
+    db: &mut PgConnection,
     user_id: Uuid,
     email: &str,
 ) -> sqlx::Result<Vec<AccessRequest>> {
-    sqlx::query_as(
-        r"SELECT id, username, email, full_name, reason, status, created_at, reviewed_at,
-                 reviewer_id, reviewer_username, comment, user_id
-          FROM slm_server.access_requests WHERE user_id = $1 OR lower(email) = lower($2)
-          ORDER BY created_at DESC, id DESC",
+    sqlx::query_as!(
+        AccessRequest,
+        r#"SELECT id, username, email, full_name, reason, status AS "status: RequestStatus",
+                  created_at, reviewed_at, reviewer_id, reviewer_username, comment, user_id
+           FROM slm_server.access_requests WHERE user_id = $1 OR lower(email) = lower($2)
+           ORDER BY created_at DESC, id DESC"#,
+        user_id,
+        email,
     )
-    .bind(user_id)
-    .bind(email)
-    .fetch_all(db.exec())
-    .await
-}
-
-/// The e-mails of pending requests whose skeleton is one of `skeletons` and which are none of
-/// `emails` (lower-cased): look-alikes, not the same address.
-pub async fn look_alike_pending(
-    db: &mut impl Db,
-    skeletons: &[String],
-    emails: &[String],
-) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        r"SELECT email FROM slm_server.access_requests
-          WHERE status = 'pending' AND email_skeleton = ANY($1) AND lower(email) <> ALL($2)
-          LIMIT 5",
-    )
-    .bind(skeletons)
-    .bind(emails)
-    .fetch_all(db.exec())
+    .fetch_all(&mut *db)
     .await
 }

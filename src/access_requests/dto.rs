@@ -10,11 +10,11 @@ use crate::users::dto::UserResponse;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccessRequest {
-    #[schema(pattern = "^[A-Za-z0-9._-]{3,50}$", min_length = 3, max_length = 50)]
+    #[schema(schema_with = crate::domain::username_schema)]
     pub username: String,
     #[schema(format = "email", max_length = 254)]
     pub email: String,
-    #[schema(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    #[schema(schema_with = crate::domain::display_name_schema)]
     pub full_name: Option<String>,
     #[schema(max_length = 2000)]
     pub reason: Option<String>,
@@ -24,19 +24,18 @@ pub struct CreateAccessRequest {
 pub struct AccessRequestAccepted {
     pub id: Uuid,
     /// Always `pending`.
-    pub status: &'static str,
+    pub status: RequestStatus,
 }
 
 /// An access request as reviewers see it.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AccessRequest {
     pub id: Uuid,
     pub username: String,
     pub email: String,
     pub full_name: Option<String>,
     pub reason: Option<String>,
-    /// `pending`, `approved` or `denied`.
-    pub status: String,
+    pub status: RequestStatus,
     pub created_at: DateTime<Utc>,
     pub reviewed_at: Option<DateTime<Utc>>,
     pub reviewer_id: Option<Uuid>,
@@ -68,15 +67,12 @@ pub struct ApproveRequest {
 #[serde(deny_unknown_fields)]
 pub struct DenyRequest {
     /// Why the request is denied (required).
-    #[schema(
-        min_length = 1,
-        max_length = 2000,
-        pattern = "^[^\\u0000]*[^\\u0000\\t\\n\\u000b\\f\\r\\u0085 \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$"
-    )]
+    #[schema(schema_with = crate::domain::comment_schema)]
     pub comment: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// Holds a password: not `Debug`.
+#[derive(Serialize, ToSchema)]
 pub struct ApprovalResponse {
     pub request: AccessRequest,
     pub user: UserResponse,
@@ -84,9 +80,10 @@ pub struct ApprovalResponse {
     pub temporary_password: String,
 }
 
-/// A review status.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+/// Where a request stands: `pending` until reviewed once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum RequestStatus {
     Pending,
     Approved,
@@ -108,13 +105,6 @@ impl RequestStatus {
 pub struct ListAccessRequestsQuery {
     #[param(inline)]
     pub status: Option<RequestStatus>,
-    #[param(minimum = 0)]
-    pub skip: Option<i64>,
-    /// A synonym of `skip`.
-    #[param(minimum = 0)]
-    pub offset: Option<i64>,
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

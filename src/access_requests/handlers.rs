@@ -4,26 +4,26 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+use crate::access::authz::CanReview;
 use crate::access_requests::dto::{
     AccessRequest, AccessRequestAccepted, AccessRequestList, AccessRequestPath, ApprovalResponse,
     ApproveRequest, CreateAccessRequest, DenyRequest, ListAccessRequestsQuery,
 };
 use crate::access_requests::service::{self, Submission};
-use crate::auth::authz::{Authorized, CanReview};
-use crate::auth::client::ClientInfo;
 use crate::domain::{Email, Errors, Username, parse_name, parse_text};
-use crate::error::{ApiError, FieldError, HTTPValidationError, HttpError};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::pagination::{Listed, Page};
-use crate::state::Scoped;
-use crate::users::service::RoleInput;
+use crate::http::client::ClientInfo;
+use crate::http::error::{ApiError, FieldError, HTTPValidationError, HttpError};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::pagination::{Listed, Page};
+use crate::state::Target;
+use crate::users::roles::RoleInput;
 
 /// Ask for an AutoBot account (no authentication; rate-limited per IP).
 #[utoipa::path(post, path = "", request_body = CreateAccessRequest,
     responses((status = 202, body = AccessRequestAccepted), (status = 409, body = HttpError),
               (status = 422, body = HTTPValidationError), (status = 429, body = HttpError)))]
 pub async fn submit_access_request(
-    State(ctx): State<Scoped>,
+    State(target): State<Target>,
     client: ClientInfo,
     ApiJson(body): ApiJson<CreateAccessRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -46,22 +46,21 @@ pub async fn submit_access_request(
             reason: reason?,
         })
     })?;
-    let accepted = service::submit(&ctx.app, &ctx.realm, client, submission).await?;
+    let accepted = service::submit(&target.app, &target.realm, client, submission).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(accepted)))
 }
 
 /// List access requests, newest first (SLM manager+).
-#[utoipa::path(get, path = "", params(ListAccessRequestsQuery),
+#[utoipa::path(get, path = "", params(Page, ListAccessRequestsQuery),
     responses((status = 200, body = AccessRequestList, headers(("x-total-count" = i64, description = "All matches")))),
     security(("bearer" = [])))]
 pub async fn list_access_requests(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanReview>,
+    State(target): State<Target>,
+    op: CanReview,
+    page: Page,
     ApiQuery(query): ApiQuery<ListAccessRequestsQuery>,
 ) -> Result<Listed<AccessRequestList>, ApiError> {
-    let page = Page::parse(query.skip, query.offset, query.limit, 1000)?;
-    let status = query.status.map(|s| s.as_str());
-    let (requests, total) = service::list(&ctx.realm, &op, status, page.skip, page.limit).await?;
+    let (requests, total) = service::list(&target.realm, &op, query.status, page).await?;
     let body = AccessRequestList {
         requests,
         total,
@@ -85,8 +84,8 @@ fn comment(raw: Option<&str>) -> Result<Option<String>, ApiError> {
               (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn approve_access_request(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanReview>,
+    State(target): State<Target>,
+    op: CanReview,
     ApiPath(path): ApiPath<AccessRequestPath>,
     ApiJson(body): ApiJson<ApproveRequest>,
 ) -> Result<ApiJson<ApprovalResponse>, ApiError> {
@@ -95,7 +94,7 @@ pub async fn approve_access_request(
         names: body.roles,
         ids: body.role_ids,
     };
-    service::approve(&ctx.app, &ctx.realm, &op, path.id, roles, comment)
+    service::approve(&target.app, &target.realm, &op, path.id, roles, comment)
         .await
         .map(ApiJson)
 }
@@ -106,8 +105,8 @@ pub async fn approve_access_request(
               (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn deny_access_request(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanReview>,
+    State(target): State<Target>,
+    op: CanReview,
     ApiPath(path): ApiPath<AccessRequestPath>,
     ApiJson(body): ApiJson<DenyRequest>,
 ) -> Result<ApiJson<AccessRequest>, ApiError> {
@@ -119,7 +118,7 @@ pub async fn deny_access_request(
             "string_too_short",
         )));
     };
-    service::deny(&ctx.realm, &op, path.id, &comment)
+    service::deny(&target.realm, &op, path.id, &comment)
         .await
         .map(ApiJson)
 }

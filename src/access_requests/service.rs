@@ -2,24 +2,28 @@
 //! user, through the one way users are created, with a temporary password that must be
 //! changed) or denies with a comment. A request is reviewed once.
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::access_requests::db::{self, NewRequest, REQUEST_CONFLICTS};
-use crate::access_requests::dto::{AccessRequest, AccessRequestAccepted, ApprovalResponse};
+use crate::access::authz::{CanReview, Perm};
+use crate::access_requests::db::{self, NewRequest, REQUEST_CONFLICTS, Review};
+use crate::access_requests::dto::{
+    AccessRequest, AccessRequestAccepted, ApprovalResponse, RequestStatus,
+};
+use crate::addresses::{self, Holder};
 use crate::audit::{self, Actor, AuditAction};
-use crate::auth::authz::{self, Perm};
-use crate::auth::client::ClientInfo;
-use crate::auth::principal::Principal;
-use crate::crypto::random_secret;
-use crate::database::Db;
+use crate::credentials::keys::random_secret;
 use crate::domain::{Email, Password, Username};
-use crate::error::{ApiError, constraint_conflict};
-use crate::rate_limit::Limit;
-use crate::realm::Realm;
+use crate::http::client::ClientInfo;
+use crate::http::error::{ApiError, constraint_conflict};
+use crate::http::pagination::Page;
+use crate::http::rate_limit::Limit;
+use crate::realm::{ADMIN_ROLE, Realm};
 use crate::state::AppState;
-use crate::users::db as users_db;
-use crate::users::service::{self as users, Credential, NewUser, RoleInput};
+use crate::users::roles::{self, RoleInput};
+use crate::users::service::{self as users, Credential, NewUser};
 
 const NOT_FOUND: ApiError = ApiError::NotFound("Access request not found");
 
@@ -31,7 +35,8 @@ pub struct Submission {
     pub reason: Option<String>,
 }
 
-/// Records a request (no authentication; rate-limited per client IP).
+/// Records a request (no authentication; rate-limited per client IP). Its address is held
+/// until it is reviewed, so that no look-alike of it can be registered meanwhile.
 pub async fn submit(
     app: &AppState,
     realm: &Realm,
@@ -40,185 +45,178 @@ pub async fn submit(
 ) -> Result<AccessRequestAccepted, ApiError> {
     let limit = Limit {
         name: "access_request",
-        max: app.settings.access_request_rate_limit_per_hour,
+        max: app.settings.limits.access_requests_per_hour,
         window_secs: 3600,
     };
     app.rate_limiter.check(limit, client.ip).await?;
     let id = Uuid::now_v7();
-    let mut tx = realm.begin().await?;
-    if users_db::username_taken(&mut tx, submission.username.as_str()).await? {
-        return Err(ApiError::Conflict("Username already exists".into()));
-    }
-    let skeleton = users::ensure_no_look_alike(&mut tx, &[submission.email.as_str()], None)
-        .await?
-        .remove(0);
-    let ip = client.ip.map(|ip| ip.to_string());
-    db::insert(
-        &mut tx,
-        &NewRequest {
-            id,
-            username: submission.username.as_str(),
-            email: submission.email.as_str(),
-            full_name: submission.full_name.as_deref(),
-            reason: submission.reason.as_deref(),
-            ip: ip.as_deref(),
-            email_skeleton: &skeleton,
-        },
-    )
-    .await
-    .map_err(|e| constraint_conflict(e, REQUEST_CONFLICTS))?;
-    audit::record(
-        &mut tx,
-        realm,
-        &Actor::anonymous(client),
-        AuditAction::AccessRequestSubmitted,
-        Some(id),
-        json!({"username": submission.username.as_str(), "email": submission.email.as_str()}),
-    )
-    .await?;
-    tx.commit().await?;
+    let (submission, client) = (&submission, &client);
+    realm
+        .transaction(|mut tx| {
+            Box::pin(async move {
+                if users::username_taken(&mut tx, submission.username.as_str()).await? {
+                    return Err(ApiError::Conflict("Username already exists".into()));
+                }
+                let email = submission.email.as_str();
+                addresses::hold(&mut tx, &[Holder::Request(id)], &[email], None).await?;
+                let ip = client.ip.map(|ip| ip.to_string());
+                let request = NewRequest {
+                    id,
+                    username: submission.username.as_str(),
+                    email,
+                    full_name: submission.full_name.as_deref(),
+                    reason: submission.reason.as_deref(),
+                    ip: ip.as_deref(),
+                };
+                db::insert(&mut tx, &request)
+                    .await
+                    .map_err(|e| constraint_conflict(e, REQUEST_CONFLICTS))?;
+                let actor = Actor::anonymous(client.clone());
+                let action = AuditAction::AccessRequestSubmitted;
+                let detail = json!({"username": submission.username.as_str(), "email": email});
+                audit::record(&mut tx, realm, &actor, action, Some(id), detail).await
+            })
+        })
+        .await?;
     Ok(AccessRequestAccepted {
         id,
-        status: "pending",
+        status: RequestStatus::Pending,
     })
 }
 
-/// The e-mails of pending requests that look like `emails` (their `skeletons`) without being
-/// them (see [`crate::users::service::ensure_no_look_alike`]).
-pub async fn look_alike_pending(
-    db: &mut impl Db,
-    skeletons: &[String],
-    emails: &[String],
-) -> Result<Vec<String>, ApiError> {
-    Ok(db::look_alike_pending(db, skeletons, emails).await?)
-}
-
+/// A page of requests, newest first, and the number of all matches.
 pub async fn list(
     realm: &Realm,
-    op: &Principal,
-    status: Option<&str>,
-    skip: i64,
-    limit: i64,
+    _op: &CanReview,
+    status: Option<RequestStatus>,
+    page: Page,
 ) -> Result<(Vec<AccessRequest>, i64), ApiError> {
-    authz::require(op, Perm::ReviewAccessRequests)?;
-    let mut conn = realm.conn().await?;
-    Ok(db::list(&mut conn, status, skip, limit).await?)
+    realm
+        .read(|mut db| {
+            Box::pin(async move { Ok(db::page(&mut db, status, page.skip, page.limit).await?) })
+        })
+        .await
 }
 
-fn ensure_pending(request: &AccessRequest) -> Result<(), ApiError> {
-    if request.status != "pending" {
+/// The requests of a user (by the account they led to, or its e-mail), in the caller's unit
+/// of work (the GDPR export).
+pub async fn of_user(
+    db: &mut PgConnection,
+    user_id: Uuid,
+    email: &str,
+) -> Result<Vec<AccessRequest>, ApiError> {
+    Ok(db::of_user(db, user_id, email).await?)
+}
+
+/// The request `id`, locked, if it is still pending; its address is released, as it is being
+/// reviewed.
+async fn take_pending(db: &mut PgConnection, id: Uuid) -> Result<AccessRequest, ApiError> {
+    let request = db::lock(db, id).await?.ok_or(NOT_FOUND)?;
+    if request.status != RequestStatus::Pending {
         return Err(ApiError::Conflict(format!(
             "Access request already {}",
-            request.status
+            request.status.as_str()
         )));
     }
-    Ok(())
+    addresses::release(db, Holder::Request(id)).await?;
+    Ok(request)
 }
 
 /// Approves a request: the AutoBot user is created with a temporary password it must change.
 pub async fn approve(
     app: &AppState,
     realm: &Realm,
-    op: &Principal,
+    op: &CanReview,
     id: Uuid,
     roles: RoleInput,
     comment: Option<String>,
 ) -> Result<ApprovalResponse, ApiError> {
-    authz::require(op, Perm::ReviewAccessRequests)?;
-    let resolved = {
-        let mut conn = realm.conn().await?;
-        users::resolve_roles(&mut conn, &roles).await?
-    };
-    if resolved.iter().any(|r| r.name == crate::realm::ADMIN_ROLE) {
-        authz::require(op, Perm::ManageAdmins(realm.id()))?;
+    if roles::of_new_user(realm, &roles, false)?
+        .iter()
+        .any(|r| r.name == ADMIN_ROLE)
+    {
+        op.0.require(Perm::ManageAdmins(realm.id())).await?;
     }
     // Read the request to hash its temporary password before the transaction opens.
-    let first = {
-        let mut conn = realm.conn().await?;
-        db::lock(&mut conn, id).await?.ok_or(NOT_FOUND)?
-    };
-    ensure_pending(&first)?;
-    let temporary_password: String = random_secret().chars().take(20).collect();
+    let first = realm
+        .read(|mut db| Box::pin(async move { db::lock(&mut db, id).await?.ok_or(NOT_FOUND) }))
+        .await?;
+    let temporary_password =
+        SecretString::from(random_secret().chars().take(20).collect::<String>());
+    let password = Password::parse(
+        &temporary_password,
+        &first.username,
+        Some(&first.email),
+        realm.scheme(),
+    )
+    .map_err(|m| ApiError::Internal(anyhow::anyhow!("temporary password rejected: {m}")))?;
     let new = NewUser {
         username: Username::parse(&first.username).map_err(ApiError::Conflict)?,
         email: Email::parse(&first.email).map_err(ApiError::Conflict)?,
         display_name: first.full_name.clone(),
-        credential: Credential::Password(
-            Password::parse(
-                &temporary_password,
-                &first.username,
-                Some(&first.email),
-                realm.scheme().max_password_bytes(),
-            )
-            .map_err(|m| ApiError::Internal(anyhow::anyhow!("temporary password rejected: {m}")))?,
-        ),
+        credential: Credential::Password(password),
         roles,
         admin: false,
         is_active: true,
         must_change_password: true,
         org_id: None,
     };
-    let hash = users::hash_credential(app, realm, op.client.ip, &new.credential).await?;
-    let mut tx = realm.begin().await?;
-    let request = db::lock(&mut tx, id).await?.ok_or(NOT_FOUND)?;
-    ensure_pending(&request)?;
-    let actor = op.actor();
-    let user = users::create_in(&mut tx, realm, &actor, &new, &hash).await?;
-    let request = db::review(
-        &mut tx,
-        id,
-        "approved",
-        (op.user.id, &op.user.username),
-        comment.as_deref(),
-        Some(user.id),
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        realm,
-        &actor,
-        AuditAction::AccessRequestApproved,
-        Some(id),
-        json!({"user_id": user.id}),
-    )
-    .await?;
-    tx.commit().await?;
+    let principal = &op.0.principal;
+    let hash = users::hash_credential(app, realm, principal.client.ip, &new.credential).await?;
+    let (new, hash, comment) = (&new, hash.as_str(), comment.as_deref());
+    let (request, user) = realm
+        .transaction(|mut tx| {
+            Box::pin(async move {
+                take_pending(&mut tx, id).await?;
+                let actor = op.0.actor();
+                let user = users::create_in(&mut tx, realm, &actor, new, hash).await?;
+                let review = Review {
+                    status: RequestStatus::Approved,
+                    reviewer_id: principal.user_id,
+                    reviewer_username: &principal.username,
+                    comment,
+                    user_id: Some(user.id),
+                };
+                let request = db::review(&mut tx, id, &review).await?;
+                let action = AuditAction::AccessRequestApproved;
+                let detail = json!({"user_id": user.id});
+                audit::record(&mut tx, realm, &actor, action, Some(id), detail).await?;
+                Ok((request, user))
+            })
+        })
+        .await?;
     Ok(ApprovalResponse {
         request,
         user: user.into(),
-        temporary_password,
+        temporary_password: temporary_password.expose_secret().to_owned(),
     })
 }
 
 /// Denies a request, saying why.
 pub async fn deny(
     realm: &Realm,
-    op: &Principal,
+    op: &CanReview,
     id: Uuid,
     comment: &str,
 ) -> Result<AccessRequest, ApiError> {
-    authz::require(op, Perm::ReviewAccessRequests)?;
-    let mut tx = realm.begin().await?;
-    let request = db::lock(&mut tx, id).await?.ok_or(NOT_FOUND)?;
-    ensure_pending(&request)?;
-    let request = db::review(
-        &mut tx,
-        id,
-        "denied",
-        (op.user.id, &op.user.username),
-        Some(comment),
-        None,
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        realm,
-        &op.actor(),
-        AuditAction::AccessRequestDenied,
-        Some(id),
-        json!({"comment": comment}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(request)
+    let principal = &op.0.principal;
+    realm
+        .transaction(|mut tx| {
+            Box::pin(async move {
+                take_pending(&mut tx, id).await?;
+                let review = Review {
+                    status: RequestStatus::Denied,
+                    reviewer_id: principal.user_id,
+                    reviewer_username: &principal.username,
+                    comment: Some(comment),
+                    user_id: None,
+                };
+                let request = db::review(&mut tx, id, &review).await?;
+                let action = AuditAction::AccessRequestDenied;
+                let detail = json!({"comment": comment});
+                audit::record(&mut tx, realm, &op.0.actor(), action, Some(id), detail).await?;
+                Ok(request)
+            })
+        })
+        .await
 }

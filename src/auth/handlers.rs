@@ -1,25 +1,22 @@
 //! Sign-in endpoints of both realms (`/api/auth` is the SLM realm's, the dashboard's paths):
-//! login, refresh, logout, the caller, its password; and a user's sessions for admins.
+//! login, refresh, logout, the caller and its password.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
-use crate::auth::authz::{Authorized, CanRead};
-
-use crate::auth::client::ClientInfo;
-use crate::auth::db;
+use crate::access::authz::{Caller, PasswordOwner, SignedIn};
+use crate::access::principal;
 use crate::auth::dto::{
-    ChangePasswordRequest, LoginRequest, LoginResponse, MeResponse, RefreshRequest, SessionList,
-    SessionsQuery, TokenResponse,
+    ChangePasswordRequest, LoginRequest, LoginResponse, MeResponse, RefreshRequest, TokenResponse,
 };
-use crate::auth::principal::{self, SignedIn};
-use crate::auth::service::{self, Credentials};
-use crate::error::{ApiError, HTTPValidationError, HttpError};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, JsonOrForm, OptionalJson};
-use crate::pagination::{Listed, Page};
-use crate::realm::ADMIN_ROLE;
-use crate::state::Scoped;
-use crate::users::dto::{UserPath, UserResponse};
+use crate::auth::service;
+use crate::auth::sign_in::{self, Credentials};
+use crate::http::client::ClientInfo;
+use crate::http::error::{ApiError, HTTPValidationError, HttpError};
+use crate::http::extract::{ApiJson, JsonOrForm, OptionalJson};
+use crate::state::Target;
+use crate::users::dto::UserResponse;
+use crate::users::service as users;
 
 /// Log in (JSON, or the OAuth2 password-flow form used by Swagger UI). With MFA on and no
 /// `totp_code`, the answer is the MFA challenge.
@@ -28,16 +25,16 @@ use crate::users::dto::{UserPath, UserResponse};
     responses((status = 200, body = LoginResponse), (status = 401, body = HttpError),
               (status = 422, body = HTTPValidationError), (status = 429, body = HttpError)))]
 pub async fn login(
-    State(ctx): State<Scoped>,
+    State(target): State<Target>,
     client: ClientInfo,
     JsonOrForm(body): JsonOrForm<LoginRequest>,
 ) -> Result<ApiJson<LoginResponse>, ApiError> {
     let creds = Credentials {
-        username: body.username,
+        login: body.username,
         password: body.password,
-        totp_code: body.totp_code,
+        code: body.totp_code,
     };
-    service::login(&ctx.app, &ctx.realm, creds, client)
+    sign_in::login(&target.app, &target.realm, creds, client)
         .await
         .map(ApiJson)
 }
@@ -48,7 +45,7 @@ pub async fn login(
     responses((status = 200, body = TokenResponse), (status = 401, body = HttpError)),
     security((), ("bearer" = [])))]
 pub async fn refresh(
-    State(ctx): State<Scoped>,
+    State(target): State<Target>,
     client: ClientInfo,
     headers: HeaderMap,
     OptionalJson(body): OptionalJson<RefreshRequest>,
@@ -56,16 +53,16 @@ pub async fn refresh(
     let answer = match body {
         Some(body) => {
             service::refresh(
-                &ctx.realm,
+                &target.realm,
                 &body.refresh_token,
-                ctx.app.settings.refresh_reuse_grace,
+                target.app.settings.tokens.refresh_reuse_grace,
                 client,
             )
             .await?
         }
         None => {
-            let me = principal::authenticate(&ctx.realm, &headers, client).await?;
-            service::refresh_access(&ctx.realm, &me).await?
+            let me = principal::authenticate(&target.realm, &headers, client).await?;
+            service::refresh_access(&target.realm, &me).await?
         }
     };
     Ok(ApiJson(answer))
@@ -75,23 +72,27 @@ pub async fn refresh(
 #[utoipa::path(post, path = "/logout", responses((status = 204), (status = 401, body = HttpError)),
     security(("bearer" = [])))]
 pub async fn logout(
-    State(ctx): State<Scoped>,
-    SignedIn(me): SignedIn,
+    State(target): State<Target>,
+    Caller(me): SignedIn,
 ) -> Result<StatusCode, ApiError> {
-    service::logout(&ctx.realm, &me).await?;
+    service::logout(&target.realm, &me).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The caller, with its highest role and what it may do.
 #[utoipa::path(get, path = "/me", responses((status = 200, body = MeResponse), (status = 401, body = HttpError)),
     security(("bearer" = [])))]
-pub async fn get_me(SignedIn(me): SignedIn) -> ApiJson<MeResponse> {
-    ApiJson(MeResponse {
-        is_admin: me.user.has_role(ADMIN_ROLE),
-        role: me.user.highest_role().map(str::to_owned),
+pub async fn get_me(
+    State(target): State<Target>,
+    Caller(me): SignedIn,
+) -> Result<ApiJson<MeResponse>, ApiError> {
+    let user = users::get(&target.realm, me.user_id).await?;
+    Ok(ApiJson(MeResponse {
+        is_admin: user.is_admin(),
+        role: user.highest_role().map(str::to_owned),
         permissions: me.permissions,
-        user: UserResponse::from(me.user),
-    })
+        user: UserResponse::from(user),
+    }))
 }
 
 /// Change the caller's password; other sessions end.
@@ -99,53 +100,17 @@ pub async fn get_me(SignedIn(me): SignedIn) -> ApiJson<MeResponse> {
     responses((status = 204), (status = 400, body = HttpError), (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn change_password(
-    State(ctx): State<Scoped>,
-    SignedIn(me): SignedIn,
+    State(target): State<Target>,
+    Caller(me): PasswordOwner,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     service::change_password(
-        &ctx.app,
-        &ctx.realm,
+        &target.app,
+        &target.realm,
         &me,
         &body.current_password,
         &body.new_password,
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The live sessions of a user, newest first.
-#[utoipa::path(get, path = "/{user_id}/sessions", params(UserPath, SessionsQuery),
-    responses((status = 200, body = SessionList, headers(("x-total-count" = i64, description = "All sessions"))),
-              (status = 404, body = HttpError)),
-    security(("bearer" = [])))]
-pub async fn list_user_sessions(
-    State(ctx): State<Scoped>,
-    _allowed: Authorized<CanRead>,
-    ApiPath(path): ApiPath<UserPath>,
-    ApiQuery(query): ApiQuery<SessionsQuery>,
-) -> Result<Listed<SessionList>, ApiError> {
-    let page = Page::parse(query.skip, query.offset, query.limit, 1000)?;
-    let mut conn = ctx.realm.conn().await?;
-    if crate::users::db::fetch(&mut conn, path.user_id)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::NotFound("User not found"));
-    }
-    let (sessions, total) = db::live_sessions(
-        &mut conn,
-        path.user_id,
-        ctx.realm.tokens().session_idle,
-        page.skip,
-        page.limit,
-    )
-    .await?;
-    let body = SessionList {
-        sessions,
-        total,
-        limit: page.limit,
-        offset: page.skip,
-    };
-    Ok(Listed(body, total))
 }

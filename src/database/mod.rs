@@ -1,38 +1,47 @@
-//! Talking to a realm's PostgreSQL: the pool, and the connections and transactions every
-//! request uses, whose statements each have a client-side deadline.
+//! Talking to a realm's PostgreSQL: its settings, the pool, and units of work — one connection
+//! for a read, one transaction for a write — each with one client-side deadline, a write run
+//! again when PostgreSQL ends it to break a deadlock.
 //!
 //! PostgreSQL's own `statement_timeout` ends a slow statement, but not one whose answer never
-//! arrives (a network partition: the server never saw the query). So every statement sent
-//! through [`Db::exec`] also gives up on the client side after the same time, and a request
-//! that already holds a connection answers 503 instead of waiting for TCP to notice.
+//! arrives (a network partition: the server never saw the query). So a unit of work also gives
+//! up on the client side, and a request that already holds a connection answers 503 instead of
+//! waiting for TCP to notice.
 
-pub(crate) mod migrate;
-
+use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
-use futures_util::future::BoxFuture;
-use futures_util::stream::BoxStream;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{
-    PgConnectOptions, PgPoolOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo,
-};
-use sqlx::{Either, Execute, Executor, PgConnection, PgPool, Postgres, SqlStr, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// How to reach one realm's database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DatabaseSettings {
     pub options: PgConnectOptions,
     pub max_connections: u32,
     /// How long a request waits for a connection (including connecting) before it answers 503.
     pub acquire_timeout: Duration,
-    /// How long one statement may take, enforced by the server and on the client side.
+    /// How long one statement may take, enforced by the server.
     pub statement_timeout: Duration,
     /// The TLS settings in force, as configured (for errors and `check`).
     pub tls: DatabaseTls,
+}
+
+/// Where the database is, never its password (`PgConnectOptions` would print it).
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("database", &self.describe())
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
 }
 
 /// TLS to a database: the `sslmode` and CA file in force, wherever they were set.
@@ -55,10 +64,11 @@ impl std::fmt::Display for DatabaseTls {
 
 impl DatabaseSettings {
     /// Where the database is and how TLS is set, for error messages and `check`:
-    /// `host:port/name (sslmode=…, CA file …)`.
+    /// `user@host:port/name (sslmode=…, CA file …)`.
     pub fn describe(&self) -> String {
         format!(
-            "{}:{}/{} ({})",
+            "{}@{}:{}/{} ({})",
+            self.options.get_username(),
             self.options.get_host(),
             self.options.get_port(),
             self.options.get_database().unwrap_or(""),
@@ -77,6 +87,12 @@ impl DatabaseSettings {
             ("tcp_keepalives_interval", "5"),
             ("tcp_keepalives_count", "3"),
         ])
+    }
+
+    /// How long a unit of work may take in all before the client gives up: a connection, and
+    /// twice the statement deadline for its statements.
+    pub fn work_deadline(&self) -> Duration {
+        self.acquire_timeout + 2 * self.statement_timeout
     }
 }
 
@@ -103,186 +119,114 @@ pub fn lazy_pool(settings: &DatabaseSettings) -> PgPool {
         .connect_lazy_with(settings.pool_options())
 }
 
-fn deadline_passed() -> sqlx::Error {
-    sqlx::Error::Io(io::Error::new(
-        io::ErrorKind::TimedOut,
-        "the database did not answer within the statement timeout",
-    ))
-}
-
-/// A database connection of one realm: a pooled connection or an open transaction.
-pub trait Db: Send {
-    /// An executor for one statement, bounded by the realm's statement deadline.
-    fn exec(&mut self) -> Timed<'_>;
-}
-
-impl<T: Db + ?Sized> Db for &mut T {
-    fn exec(&mut self) -> Timed<'_> {
-        (**self).exec()
+/// Escapes `%`, `_` and `\` so that a search string matches itself literally in `ILIKE`.
+pub fn like_pattern(search: &str) -> String {
+    let mut escaped = String::with_capacity(search.len() + 2);
+    escaped.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
     }
+    escaped.push('%');
+    escaped
 }
 
-/// One statement's executor: the connection and the time its answer may take.
-#[derive(Debug)]
-pub struct Timed<'c> {
+/// The future a unit of work returns.
+pub type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
+
+/// The connection a unit of work runs on (in a transaction, for [`transaction`]); it derefs
+/// to `PgConnection`, so `&mut db` is what the `db.rs` functions take.
+///
+/// Its second lifetime is that of what the work borrows from its caller: the argument type
+/// `&'c &'a ()` says `'a` outlives the connection's `'c`, which lets a closure returning a boxed
+/// future borrow its caller's values (a bound that such a closure cannot state otherwise).
+pub struct Db<'c, 'a> {
     conn: &'c mut PgConnection,
-    limit: Duration,
+    _borrows: PhantomData<&'c &'a ()>,
 }
 
-/// A pooled connection whose statements have a deadline.
-pub struct Conn {
-    inner: PoolConnection<Postgres>,
-    limit: Duration,
-}
-
-/// A transaction whose statements have a deadline. Dropped without [`Tx::commit`], it rolls back.
-pub struct Tx {
-    inner: Transaction<'static, Postgres>,
-    limit: Duration,
-    unavailable: &'static str,
-}
-
-/// Where connections come from: a realm's pool with its deadline and its 503 text.
-#[derive(Clone, Debug)]
-pub struct Source {
-    pub pool: PgPool,
-    pub limit: Duration,
-    /// The `detail` of this database's 503.
-    pub unavailable: &'static str,
-}
-
-impl Source {
-    /// A connection, or this database's 503 within the acquire timeout.
-    pub async fn conn(&self) -> Result<Conn, ApiError> {
-        let inner = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| ApiError::database(e, Some(self.unavailable)))?;
-        Ok(Conn {
-            inner,
-            limit: self.limit,
-        })
+impl Deref for Db<'_, '_> {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        self.conn
     }
+}
 
-    /// A transaction, or this database's 503 within the acquire timeout plus the deadline.
-    pub async fn begin(&self) -> Result<Tx, ApiError> {
-        let begun = tokio::time::timeout(
-            self.pool.options().get_acquire_timeout() + self.limit,
-            self.pool.begin(),
-        )
+impl DerefMut for Db<'_, '_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn
+    }
+}
+
+fn timed_out() -> ApiError {
+    ApiError::from(sqlx::Error::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the database did not answer in time",
+    )))
+}
+
+/// How many times a transaction runs when PostgreSQL keeps ending it.
+const ATTEMPTS: u32 = 3;
+
+/// Runs `work` on one pooled connection, within `deadline`.
+pub async fn read<'a, T>(
+    pool: &PgPool,
+    deadline: Duration,
+    work: impl for<'c> FnOnce(Db<'c, 'a>) -> BoxFuture<'c, Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let run = async {
+        let mut conn = pool.acquire().await?;
+        work(Db {
+            conn: &mut conn,
+            _borrows: PhantomData,
+        })
         .await
-        .unwrap_or_else(|_| Err(deadline_passed()))
-        .map_err(|e| ApiError::database(e, Some(self.unavailable)))?;
-        Ok(Tx {
-            inner: begun,
-            limit: self.limit,
-            unavailable: self.unavailable,
-        })
-    }
+    };
+    tokio::time::timeout(deadline, run)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
 }
 
-impl Tx {
-    /// Commits. If the answer does not come in time the outcome is unknown, and the caller
-    /// gets a 503 (the usual answer to "the database did not answer").
-    pub async fn commit(self) -> Result<(), ApiError> {
-        let unavailable = self.unavailable;
-        tokio::time::timeout(self.limit, self.inner.commit())
+/// Runs `work` in one transaction, within `deadline`, and commits it. When PostgreSQL ends the
+/// transaction to break a deadlock or a serialization conflict (40P01, 40001), nothing of it
+/// was written: it runs again, up to three times in all, after a short random pause.
+///
+/// A global lock order cannot prevent every deadlock here: the AutoBot schema's foreign keys
+/// (audit rows, sessions and role grants all reference `users`) take row locks that a request
+/// does not choose, so a transaction that locks a user and then its sessions can meet one that
+/// holds a session and then checks the user. Work done before the transaction (a hash, a
+/// counted rate limit) is not repeated.
+pub async fn transaction<'a, T>(
+    pool: &PgPool,
+    deadline: Duration,
+    mut work: impl for<'c> FnMut(Db<'c, 'a>) -> BoxFuture<'c, Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let mut attempt = 1;
+    loop {
+        let run = async {
+            let mut tx = pool.begin().await?;
+            let value = work(Db {
+                conn: &mut tx,
+                _borrows: PhantomData,
+            })
+            .await?;
+            tx.commit().await?;
+            Ok(value)
+        };
+        let outcome = tokio::time::timeout(deadline, run)
             .await
-            .unwrap_or_else(|_| Err(deadline_passed()))
-            .map_err(|e| ApiError::database(e, Some(unavailable)))
-    }
-}
-
-impl Db for Conn {
-    fn exec(&mut self) -> Timed<'_> {
-        Timed {
-            conn: &mut self.inner,
-            limit: self.limit,
-        }
-    }
-}
-
-impl Db for Tx {
-    fn exec(&mut self) -> Timed<'_> {
-        Timed {
-            conn: &mut self.inner,
-            limit: self.limit,
-        }
-    }
-}
-
-impl<'c> Executor<'c> for Timed<'c> {
-    type Database = Postgres;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Postgres>,
-    {
-        let deadline = tokio::time::Instant::now() + self.limit;
-        let rows = self.conn.fetch_many(query);
-        futures_util::stream::unfold(Some(rows), move |rows| async move {
-            let mut rows = rows?;
-            match tokio::time::timeout_at(deadline, rows.next()).await {
-                Ok(Some(item)) => Some((item, Some(rows))),
-                Ok(None) => None,
-                Err(_) => Some((Err(deadline_passed()), None)),
+            .unwrap_or_else(|_| Err(timed_out()));
+        match outcome {
+            Err(err) if err.is_transaction_conflict() && attempt < ATTEMPTS => {
+                tracing::warn!(attempt, error = %err, "the database ended a transaction; running it again");
+                metrics::counter!("transaction_conflict_retries_total").increment(1);
+                let pause = Duration::from_millis(rand::random_range(10..50) * u64::from(attempt));
+                tokio::time::sleep(pause).await;
+                attempt += 1;
             }
-        })
-        .boxed()
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Postgres>,
-    {
-        let limit = self.limit;
-        let row = self.conn.fetch_optional(query);
-        Box::pin(async move {
-            tokio::time::timeout(limit, row)
-                .await
-                .unwrap_or_else(|_| Err(deadline_passed()))
-        })
-    }
-
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [PgTypeInfo],
-    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        let limit = self.limit;
-        let prepared = self.conn.prepare_with(sql, parameters);
-        Box::pin(async move {
-            tokio::time::timeout(limit, prepared)
-                .await
-                .unwrap_or_else(|_| Err(deadline_passed()))
-        })
-    }
-
-    fn describe<'e>(
-        self,
-        sql: SqlStr,
-    ) -> BoxFuture<'e, Result<sqlx::Describe<Postgres>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        let limit = self.limit;
-        let described = self.conn.describe(sql);
-        Box::pin(async move {
-            tokio::time::timeout(limit, described)
-                .await
-                .unwrap_or_else(|_| Err(deadline_passed()))
-        })
+            outcome => return outcome,
+        }
     }
 }

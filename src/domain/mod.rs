@@ -1,11 +1,16 @@
-//! Parse-don't-validate types for user input. A value of these types is known to be valid.
+//! Parse-don't-validate types for user input: a value of these types is known to be valid.
+//! Each rule is written once, here, and the OpenAPI document publishes it from here (the
+//! `*_schema` functions the DTOs name), so a client validating with the document and the
+//! server never disagree.
 
-use std::collections::HashSet;
-use std::sync::LazyLock;
+mod password;
+
+pub use password::Password;
 
 use unicode_security::MixedScript as _;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
-use crate::error::FieldError;
+use crate::http::error::FieldError;
 
 /// A username: 3–50 letters, digits, `.`, `_` or `-`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,71 +144,70 @@ pub fn parse_avatar_url(raw: &str) -> Result<Option<String>, String> {
     }
 }
 
-static COMMON_PASSWORDS: LazyLock<HashSet<String>> = LazyLock::new(|| {
-    include_str!("common_passwords.txt")
-        .lines()
-        .map(|l| l.trim().to_lowercase())
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect()
-});
+// ---------------------------------------------------------------------------------------------
+// The rules as the OpenAPI document publishes them: each DTO field names one of these functions
+// (`#[schema(schema_with = …)]`), and a test checks them against the rules above, character by
+// character.
 
-/// A password that meets the policy: 8–128 characters, not the username or e-mail, not in the
-/// shipped blocklist of common passwords.
-#[derive(Clone)]
-pub struct Password(String);
+/// The username rule as a pattern.
+pub const USERNAME_PATTERN: &str = "^[A-Za-z0-9._-]{3,50}$";
+/// A name: no control character anywhere.
+const NAME_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+/// A name that must not be empty once trimmed: no control character, and one character that is
+/// not a space.
+const VISIBLE_NAME_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+/// Free text that says something: one character that is not a space (nor NUL).
+const SOME_TEXT_PATTERN: &str = "^[^\\u0000]*[^\\u0000\\t\\n\\u000b\\f\\r\\u0085 \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$";
+/// An avatar URL, or nothing.
+const AVATAR_URL_PATTERN: &str = "^(https?://[^\\u0000-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+)?$";
 
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(***)")
-    }
+fn text_schema(min: Option<usize>, max: usize, pattern: &str, nullable: bool) -> Object {
+    let string = match nullable {
+        true => SchemaType::from_iter([Type::String, Type::Null]),
+        false => SchemaType::new(Type::String),
+    };
+    ObjectBuilder::new()
+        .schema_type(string)
+        .min_length(min)
+        .max_length(Some(max))
+        .pattern(Some(pattern))
+        .build()
 }
 
-impl Password {
-    /// Checks `raw` against the policy; `username` and `email` are the account's own, and
-    /// `max_bytes` the limit of the realm's hash (bcrypt reads 72 bytes, and the AutoBot
-    /// backend's `bcrypt.checkpw` refuses longer passwords rather than truncate them).
-    pub fn parse(
-        raw: &str,
-        username: &str,
-        email: Option<&str>,
-        max_bytes: Option<usize>,
-    ) -> Result<Self, String> {
-        let len = raw.chars().count();
-        if len < 8 {
-            return Err("Password must be at least 8 characters long".into());
-        }
-        if len > 128 {
-            return Err("Password must be at most 128 characters long".into());
-        }
-        if let Some(max) = max_bytes
-            && raw.len() > max
-        {
-            return Err(format!(
-                "Password must be at most {max} bytes in UTF-8 in this realm"
-            ));
-        }
-        let lower = raw.to_lowercase();
-        if lower == username.to_lowercase() {
-            return Err("Password must not be the same as the username".into());
-        }
-        if email.is_some_and(|e| {
-            let e = e.to_lowercase();
-            lower == e || e.split('@').next().is_some_and(|local| lower == local)
-        }) {
-            return Err("Password must not be the same as the email".into());
-        }
-        // "Password1!" and "monkey2026" are as guessable as their stems.
-        let stem = lower.trim_end_matches(|c: char| c.is_ascii_digit() || c.is_ascii_punctuation());
-        if COMMON_PASSWORDS.contains(&lower) || (stem.len() >= 4 && COMMON_PASSWORDS.contains(stem))
-        {
-            return Err("Password is too common".into());
-        }
-        Ok(Self(raw.to_owned()))
-    }
+pub fn username_schema() -> Object {
+    let mut schema = text_schema(Some(3), 50, USERNAME_PATTERN, false);
+    schema.description = Some("Unique case-insensitively.".into());
+    schema
+}
 
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+/// A display or full name, which may be `null`.
+pub fn display_name_schema() -> Object {
+    text_schema(None, 255, NAME_PATTERN, true)
+}
+
+pub fn team_name_schema() -> Object {
+    text_schema(Some(1), 255, VISIBLE_NAME_PATTERN, false)
+}
+
+pub fn key_name_schema() -> Object {
+    text_schema(Some(1), 100, NAME_PATTERN, false)
+}
+
+/// An API key's new name, where `null` leaves it.
+pub fn nullable_key_name_schema() -> Object {
+    text_schema(Some(1), 100, NAME_PATTERN, true)
+}
+
+/// A required comment (a denial's reason): 1–2000 characters, not only spaces.
+pub fn comment_schema() -> Object {
+    let mut schema = text_schema(Some(1), 2000, SOME_TEXT_PATTERN, false);
+    schema.description = Some("Why the request is denied (required).".into());
+    schema
+}
+
+/// An avatar URL, which may be `null`.
+pub fn avatar_url_schema() -> Object {
+    text_schema(None, 500, AVATAR_URL_PATTERN, true)
 }
 
 /// Collects field errors while parsing a request, so that every bad field is reported at once
@@ -229,13 +233,16 @@ impl Errors {
     }
 
     /// `Ok(value)` if no error was recorded, else a 422 with all of them.
-    pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, crate::error::ApiError> {
+    pub fn finish<T>(
+        self,
+        value: impl FnOnce() -> Option<T>,
+    ) -> Result<T, crate::http::error::ApiError> {
         if self.0.is_empty()
             && let Some(value) = value()
         {
             return Ok(value);
         }
-        Err(crate::error::ApiError::Validation(self.0))
+        Err(crate::http::error::ApiError::Validation(self.0))
     }
 }
 
@@ -305,32 +312,6 @@ mod tests {
     }
 
     #[test]
-    fn passwords() {
-        assert!(Password::parse("correct horse battery", "alice", None, None).is_ok());
-        assert!(Password::parse("short", "alice", None, None).is_err());
-        assert!(Password::parse(&"x".repeat(129), "alice", None, None).is_err());
-        assert!(Password::parse("AliceAlice", "alicealice", None, None).is_err());
-        assert!(
-            Password::parse("alice@example.com", "bob", Some("alice@example.com"), None).is_err()
-        );
-        assert!(Password::parse("password123", "bob", None, None).is_err());
-        assert!(Password::parse("Password1", "bob", None, None).is_err());
-        assert!(Password::parse("Monkey2026!", "bob", None, None).is_err());
-        assert!(
-            Password::parse(&"é".repeat(40), "bob", None, Some(72)).is_err(),
-            "80 bytes"
-        );
-        assert!(Password::parse(&"e".repeat(72), "bob", None, Some(72)).is_ok());
-        assert_eq!(
-            format!(
-                "{:?}",
-                Password::parse("s3cret-value!", "bob", None, None).expect("ok")
-            ),
-            "Password(***)"
-        );
-    }
-
-    #[test]
     fn names() {
         assert_eq!(
             parse_name("  Alice A. ", 255, "Name")
@@ -359,30 +340,29 @@ mod tests {
         assert!(Email::parse("a@10.0.0.1").is_err());
     }
 
-    /// The `pattern` a schema publishes for one property.
-    fn published_pattern<T: utoipa::PartialSchema>(property: &str) -> regex::Regex {
-        let schema = serde_json::to_value(T::schema()).expect("schema");
-        let pattern = schema["properties"][property]["pattern"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{property} has a pattern"));
+    /// The `pattern` a rule publishes.
+    fn published_pattern(schema: Object) -> regex::Regex {
+        let pattern = schema.pattern.expect("a pattern");
         // Class shorthands mean other sets in other engines (Python's `\s` has U+001C-U+001F,
         // JavaScript's U+FEFF): the published patterns spell their classes out.
         assert!(
             !pattern.contains("\\s") && !pattern.contains("\\S"),
-            "{property}: {pattern}"
+            "{pattern}"
         );
-        regex::Regex::new(pattern).expect("a valid pattern")
+        regex::Regex::new(&pattern).expect("a valid pattern")
     }
 
-    /// For every character, alone or around a letter, the published patterns of names and of
-    /// the deny comment accept exactly what these rules accept, so a client validating with
+    /// For every character, alone or around a letter, the published patterns of usernames,
+    /// names and the deny comment accept exactly what these rules accept, so a client validating with
     /// the document and the server never disagree (the fuzzer checks this from outside).
     #[test]
     fn the_published_patterns_say_what_the_rules_do() {
-        let team = published_pattern::<crate::teams::dto::CreateTeamRequest>("name");
-        let display = published_pattern::<crate::users::dto::CreateUserRequest>("display_name");
-        let comment = published_pattern::<crate::access_requests::dto::DenyRequest>("comment");
-        let avatar = published_pattern::<crate::users::dto::UpdateUserRequest>("avatar_url");
+        let team = published_pattern(team_name_schema());
+        let display = published_pattern(display_name_schema());
+        let comment = published_pattern(comment_schema());
+        let avatar = published_pattern(avatar_url_schema());
+        let key_name = published_pattern(key_name_schema());
+        let username = published_pattern(username_schema());
         for c in (0..=0x10_ffff_u32).filter_map(char::from_u32) {
             for value in [c.to_string(), format!("a{c}"), format!("{c}a")] {
                 let name = parse_name(&value, 255, "Name");
@@ -392,6 +372,17 @@ mod tests {
                     "team {value:?}"
                 );
                 assert_eq!(display.is_match(&value), name.is_ok(), "display {value:?}");
+                assert_eq!(
+                    key_name.is_match(&value),
+                    name.is_ok(),
+                    "key name {value:?}"
+                );
+                let user = format!("ab{value}");
+                assert_eq!(
+                    username.is_match(&user),
+                    Username::parse(&user).is_ok(),
+                    "username {user:?}"
+                );
                 let text = parse_text(&value, 2000, "Comment");
                 let nul = value.contains('\0');
                 assert_eq!(
@@ -413,6 +404,14 @@ mod tests {
                     "avatar {value:?}"
                 );
             }
+        }
+        for n in [2, 3, 50, 51] {
+            let user = "a".repeat(n);
+            assert_eq!(
+                username.is_match(&user),
+                Username::parse(&user).is_ok(),
+                "{n}"
+            );
         }
     }
 }

@@ -1,26 +1,31 @@
-//! The two realms as values: a realm carries its pool, token keys, password scheme and policy,
-//! so that one service function serves both (STYLE.md §2). Realm differences are data, never a
-//! `match`.
+//! The two realms as values: a realm carries its database, token keys, password scheme, policy
+//! and the catalog of its roles, so that one service function serves both (STYLE.md §2). Realm
+//! differences are data, never a `match`.
+//!
+//! Every statement a request sends goes through [`Realm::read`] or [`Realm::transaction`]: they
+//! answer this realm's 503 while its database is unmigrated or known to be down, and name this
+//! realm's database in a 503 that arises on the way.
 
+mod catalog;
+pub mod db;
+pub mod migrate;
 mod policy;
 
+pub use catalog::{Catalog, Role};
 pub use policy::{ADMIN_ROLE, PermissionSeed, RealmPolicy};
 use policy::{AUTOBOT_POLICY, SLM_POLICY};
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use secrecy::SecretString;
 use sqlx::PgPool;
 
-use crate::auth::password::Scheme;
-use crate::auth::token::TokenKeys;
-use crate::config::Settings;
-use crate::database::{Conn, DatabaseSettings, Source, Tx, lazy_pool};
-use crate::error::{ApiError, DatabaseUnavailable, detail_response};
+use crate::credentials::password::Scheme;
+use crate::credentials::token::{TokenKeys, TokenLifetimes};
+use crate::database::{self, BoxFuture, DatabaseSettings, Db, lazy_pool};
+use crate::http::error::ApiError;
 
 /// Which user population.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -31,7 +36,7 @@ pub enum RealmId {
 }
 
 impl RealmId {
-    /// The realm's name on the wire and in token audiences.
+    /// The realm's name on the wire and in tokens.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Slm => "slm",
@@ -64,7 +69,7 @@ impl std::str::FromStr for RealmId {
 pub enum SchemaState {
     /// Migrated: requests may use it.
     Ready,
-    /// Not migrated yet (the database has not answered since the server started).
+    /// Not open yet (the database has not answered since the server started).
     Pending,
     /// The database answers but cannot be migrated until an operator acts; the one-line cause.
     Unmigrated(Arc<str>),
@@ -74,9 +79,25 @@ pub enum SchemaState {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
+/// What a realm is made of (see [`Realm::new`]).
+pub struct RealmConfig<'a> {
+    pub id: RealmId,
+    pub database: &'a DatabaseSettings,
+    pub secrets: &'a [SecretString],
+    pub lifetimes: TokenLifetimes,
+    pub scheme: Scheme,
+    /// The role of a user created without roles.
+    pub new_user_role: &'a str,
+}
+
 struct RealmInner {
     id: RealmId,
-    db: Source,
+    pool: PgPool,
+    /// How long one unit of work may take (see [`DatabaseSettings::work_deadline`]).
+    deadline: Duration,
+    tokens: TokenKeys,
+    scheme: Scheme,
+    new_user_role: String,
     /// Requests use the database only when it is [`SchemaState::Ready`]; until then they
     /// answer the realm's 503, never a 500 from a missing table.
     schema: tokio::sync::watch::Sender<SchemaState>,
@@ -84,10 +105,8 @@ struct RealmInner {
     down: AtomicBool,
     /// A probe is running (see [`Realm::watch_if_unreachable`]).
     probing: AtomicBool,
-    tokens: TokenKeys,
-    scheme: Scheme,
-    /// The role of a user created without roles.
-    new_user_role: String,
+    /// The realm's roles and what they grant, read from its database.
+    catalog: RwLock<Arc<Catalog>>,
 }
 
 /// A realm with its resources; cheap to clone.
@@ -100,87 +119,22 @@ impl std::fmt::Debug for Realm {
     }
 }
 
-impl RealmId {
-    /// This realm's database settings and token secret.
-    pub fn settings(self, settings: &Settings) -> (&DatabaseSettings, &[String]) {
-        match self {
-            Self::Slm => (&settings.slm_db, &settings.slm_jwt_secrets),
-            Self::Autobot => (&settings.autobot_db, &settings.autobot_jwt_secrets),
-        }
-    }
-
-    /// This realm's access-token lifetime and the role of a user created without roles.
-    fn token_ttl_and_new_user_role(self, settings: &Settings) -> (std::time::Duration, &str) {
-        match self {
-            Self::Slm => (settings.slm_access_token_ttl, &settings.slm_default_role),
-            Self::Autobot => (
-                settings.autobot_access_token_ttl,
-                self.policy().default_role,
-            ),
-        }
-    }
-
-    /// How this realm stores new passwords.
-    pub fn scheme(self, settings: &Settings) -> Scheme {
-        match self {
-            Self::Slm => Scheme::Argon2id,
-            Self::Autobot => settings.autobot_password_scheme,
-        }
-    }
-}
-
 impl Realm {
-    /// The realm `id` as configured: a lazily connecting pool and the token keys.
-    pub fn from_settings(id: RealmId, settings: &Settings) -> Self {
-        let (db, secrets) = id.settings(settings);
-        let (access_ttl, new_user_role) = id.token_ttl_and_new_user_role(settings);
-        let tokens = TokenKeys::new(
-            id.as_str(),
-            secrets,
-            access_ttl,
-            settings.refresh_token_ttl,
-            settings.session_idle,
-        );
-        Self::new(
-            id,
-            lazy_pool(db),
-            db.statement_timeout,
-            tokens,
-            id.scheme(settings),
-            new_user_role,
-        )
-    }
-
-    /// Builds a realm from its pool, statement deadline and token keys.
-    pub fn new(
-        id: RealmId,
-        pool: PgPool,
-        statement_timeout: std::time::Duration,
-        tokens: TokenKeys,
-        scheme: Scheme,
-        new_user_role: &str,
-    ) -> Self {
-        let db = Source {
-            pool,
-            limit: statement_timeout,
-            unavailable: id.policy().unavailable_detail,
-        };
+    /// The realm `config` describes: a lazily connecting pool, its token keys, and a schema
+    /// pending until [`Realm::open`] reads its catalog.
+    pub fn new(config: RealmConfig<'_>) -> Self {
         Self(Arc::new(RealmInner {
-            id,
-            db,
-            schema: tokio::sync::watch::Sender::new(SchemaState::Ready),
+            id: config.id,
+            pool: lazy_pool(config.database),
+            deadline: config.database.work_deadline(),
+            tokens: TokenKeys::new(config.id.as_str(), config.secrets, config.lifetimes),
+            scheme: config.scheme,
+            new_user_role: config.new_user_role.to_owned(),
+            schema: tokio::sync::watch::Sender::new(SchemaState::Pending),
             down: AtomicBool::new(false),
             probing: AtomicBool::new(false),
-            tokens,
-            scheme,
-            new_user_role: new_user_role.to_owned(),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
         }))
-    }
-
-    /// The role of a user created without roles: `SLM_DEFAULT_ROLE` in the SLM realm (the
-    /// dashboard's "Add SLM Admin" sends none), the base role in the AutoBot realm.
-    pub fn new_user_role(&self) -> &str {
-        &self.0.new_user_role
     }
 
     pub fn id(&self) -> RealmId {
@@ -197,7 +151,7 @@ impl Realm {
 
     /// The pool itself, for what is not a request (health checks, pool metrics, LISTEN).
     pub fn pool(&self) -> &PgPool {
-        &self.0.db.pool
+        &self.0.pool
     }
 
     pub fn tokens(&self) -> &TokenKeys {
@@ -209,30 +163,97 @@ impl Realm {
         self.0.scheme
     }
 
-    /// A connection, or this realm's 503: at once while the database is known to be down,
-    /// else within the acquire timeout.
-    pub async fn conn(&self) -> Result<Conn, ApiError> {
-        self.ready()?;
-        let conn = self.0.db.conn().await;
-        self.watch_if_unreachable(conn.as_ref().err());
-        conn
+    /// The role of a user created without roles: `SLM_DEFAULT_ROLE` in the SLM realm (the
+    /// dashboard's "Add SLM Admin" sends none), the base role in the AutoBot realm.
+    pub fn new_user_role(&self) -> &str {
+        &self.0.new_user_role
     }
 
-    /// A transaction, or this realm's 503 (as [`Self::conn`]).
-    pub async fn begin(&self) -> Result<Tx, ApiError> {
-        self.ready()?;
-        let tx = self.0.db.begin().await;
-        self.watch_if_unreachable(tx.as_ref().err());
-        tx
+    /// The realm's roles and what they grant, as last read.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.0
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// After a failure to reach the database, probes it with a connection of its own (a
-    /// refused connection is known at once, where the pool keeps trying until its timeout):
-    /// while the probe fails, the realm is down and its requests answer 503 at once; the first
-    /// probe that connects ends that. One probe runs at a time.
-    fn watch_if_unreachable(&self, err: Option<&ApiError>) {
-        if !err.is_some_and(ApiError::is_unavailable) || self.0.probing.swap(true, Ordering::SeqCst)
-        {
+    /// The catalog, for an answer made of it alone (the realm's roles, a key's scopes): the
+    /// realm's 503 while it does not serve, as for any other answer.
+    pub fn serving_catalog(&self) -> Result<Arc<Catalog>, ApiError> {
+        self.ready()?;
+        Ok(self.catalog())
+    }
+
+    /// Reads the catalog and marks the schema ready: the realm serves from now on (a request
+    /// never meets an empty catalog). Called once the database is migrated.
+    pub async fn open(&self) -> Result<(), ApiError> {
+        let fresh = database::read(&self.0.pool, self.0.deadline, |mut db| {
+            Box::pin(async move { Ok(db::catalog_if_changed(&mut db, "").await?) })
+        })
+        .await
+        .map_err(|err| err.labelled(self.policy().unavailable_detail))?;
+        if let Some(fresh) = fresh {
+            *self.0.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        }
+        self.set_schema(SchemaState::Ready);
+        Ok(())
+    }
+
+    /// Reads the catalog again if the roles or what they grant changed since (a cheap
+    /// fingerprint says); returns whether it did.
+    pub async fn refresh_catalog(&self) -> Result<bool, ApiError> {
+        let known = self.catalog().fingerprint().to_owned();
+        let fresh = self
+            .read(|mut db| {
+                Box::pin(async move { Ok(db::catalog_if_changed(&mut db, &known).await?) })
+            })
+            .await?;
+        let Some(fresh) = fresh else {
+            return Ok(false);
+        };
+        *self.0.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(true)
+    }
+
+    /// Runs `work` on one connection of this realm's database (see [`database::read`]).
+    pub async fn read<'a, T>(
+        &self,
+        work: impl for<'c> FnOnce(Db<'c, 'a>) -> BoxFuture<'c, Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        self.ready()?;
+        let outcome = database::read(&self.0.pool, self.0.deadline, work).await;
+        self.labelled(outcome)
+    }
+
+    /// Runs `work` in one transaction of this realm's database and commits it (see
+    /// [`database::transaction`]: it runs again after a deadlock).
+    pub async fn transaction<'a, T>(
+        &self,
+        work: impl for<'c> FnMut(Db<'c, 'a>) -> BoxFuture<'c, Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        self.ready()?;
+        let outcome = database::transaction(&self.0.pool, self.0.deadline, work).await;
+        self.labelled(outcome)
+    }
+
+    /// A database error of this realm's names this realm's database; one that says it cannot
+    /// be reached starts a probe.
+    fn labelled<T>(&self, outcome: Result<T, ApiError>) -> Result<T, ApiError> {
+        outcome.map_err(|err| {
+            if err.is_unavailable() {
+                self.watch_if_unreachable();
+            }
+            err.labelled(self.policy().unavailable_detail)
+        })
+    }
+
+    /// Probes the database with a connection of its own (a refused connection is known at
+    /// once, where the pool keeps trying until its timeout): while the probe fails, the realm
+    /// is down and its requests answer 503 at once; the first probe that connects ends that.
+    /// One probe runs at a time.
+    fn watch_if_unreachable(&self) {
+        if self.0.probing.swap(true, Ordering::SeqCst) {
             return;
         }
         let realm = self.clone();
@@ -266,7 +287,7 @@ impl Realm {
         self.0.schema.send_replace(state);
     }
 
-    /// This realm's 503 unless its schema is ready.
+    /// This realm's 503 unless its schema is ready and its database not known to be down.
     fn ready(&self) -> Result<(), ApiError> {
         match *self.0.schema.borrow() {
             SchemaState::Ready if !self.0.down.load(Ordering::SeqCst) => Ok(()),
@@ -283,40 +304,12 @@ impl Realm {
         if self.0.down.load(Ordering::SeqCst) {
             return false;
         }
-        match sqlx::query("SELECT 1").execute(self.pool()).await {
-            Ok(_) => true,
-            Err(err) => {
-                self.watch_if_unreachable(Some(&ApiError::from(err)));
-                false
-            }
+        let answered = sqlx::query_scalar!("SELECT 1 AS one")
+            .fetch_one(self.pool())
+            .await;
+        if answered.is_err() {
+            self.watch_if_unreachable();
         }
+        answered.is_ok()
     }
-}
-
-/// Middleware of the routes of one realm: a database 503 that does not yet say which database
-/// (an error that arose mid-statement rather than while connecting) names this realm's.
-pub async fn label_unavailable(
-    State(realm): State<Realm>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let response = next.run(request).await;
-    let Some(unavailable) = response.extensions().get::<DatabaseUnavailable>().cloned() else {
-        return response;
-    };
-    if unavailable.labelled {
-        return response;
-    }
-    let (parts, _) = response.into_parts();
-    let mut labelled = detail_response(parts.status, realm.policy().unavailable_detail);
-    for (name, value) in &parts.headers {
-        if name != axum::http::header::CONTENT_LENGTH && name != axum::http::header::CONTENT_TYPE {
-            labelled.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
-    labelled.extensions_mut().insert(DatabaseUnavailable {
-        labelled: true,
-        ..unavailable
-    });
-    labelled
 }

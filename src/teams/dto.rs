@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::extract::{double_option, not_null};
+use crate::http::extract::{double_option, not_null};
 use crate::teams::db::{Member, Team};
 
 /// A team.
@@ -76,11 +76,7 @@ pub struct TeamList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeamRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$"
-    )]
+    #[schema(schema_with = crate::domain::team_name_schema)]
     pub name: String,
     #[schema(max_length = 2000)]
     pub description: Option<String>,
@@ -93,7 +89,7 @@ pub struct CreateTeamRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTeamRequest {
     #[serde(default, deserialize_with = "not_null")]
-    #[schema(value_type = String, min_length = 1, max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    #[schema(schema_with = crate::domain::team_name_schema)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, max_length = 2000)]
@@ -141,13 +137,6 @@ pub struct UpdateMembersRequest {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListTeamsQuery {
-    #[param(minimum = 0)]
-    pub skip: Option<i64>,
-    /// A synonym of `skip`.
-    #[param(minimum = 0)]
-    pub offset: Option<i64>,
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
     /// Case-insensitive substring of the name.
     #[param(max_length = 200)]
     pub search: Option<String>,
@@ -157,6 +146,13 @@ pub struct ListTeamsQuery {
 #[into_params(parameter_in = Path)]
 pub struct TeamPath {
     pub team_id: Uuid,
+}
+
+/// Path of a user's teams (`/api/autobot-users/{user_id}/teams`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UserTeamsPath {
+    pub user_id: Uuid,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

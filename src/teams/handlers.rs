@@ -1,22 +1,21 @@
 //! Team endpoints (`/api/autobot-teams`, also at `/api/autobot-users/teams`) and a user's
-//! teams; all need an SLM principal.
+//! teams (`/api/autobot-users/{user_id}/teams`); all need an SLM principal.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
-use crate::auth::authz::{Authorized, CanRead, CanWrite};
+use crate::access::authz::{CanRead, CanWrite};
 use crate::domain::{Errors, parse_name, parse_text};
-use crate::error::{ApiError, FieldError, HTTPValidationError, HttpError};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::pagination::{Listed, Page, search_term};
-use crate::state::Scoped;
+use crate::http::error::{ApiError, FieldError, HTTPValidationError, HttpError};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::pagination::{Listed, Page, search_term};
+use crate::state::Target;
 use crate::teams::dto::{
     CreateTeamRequest, ListTeamsQuery, MemberAdd, MemberRole, TeamDetail, TeamList, TeamMemberPath,
-    TeamPath, TeamResponse, UpdateMembersRequest, UpdateTeamRequest,
+    TeamPath, TeamResponse, UpdateMembersRequest, UpdateTeamRequest, UserTeamsPath,
 };
 use crate::teams::service::{self, MembershipChange};
-use crate::users::dto::UserPath;
 
 /// A team name: 1–255 characters once trimmed.
 fn team_name(errors: &mut Errors, raw: &str) -> Option<String> {
@@ -35,8 +34,8 @@ fn team_name(errors: &mut Errors, raw: &str) -> Option<String> {
     responses((status = 201, body = TeamResponse), (status = 409, body = HttpError), (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn create_team(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiJson(body): ApiJson<CreateTeamRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut errors = Errors::default();
@@ -47,7 +46,7 @@ pub async fn create_team(
     };
     let (name, description) = errors.finish(|| Some((name?, description?)))?;
     let team = service::create(
-        &ctx.realm,
+        &target.realm,
         &op,
         &name,
         description.as_deref(),
@@ -58,18 +57,18 @@ pub async fn create_team(
 }
 
 /// List teams, by name.
-#[utoipa::path(get, path = "", params(ListTeamsQuery),
+#[utoipa::path(get, path = "", params(Page, ListTeamsQuery),
     responses((status = 200, body = TeamList, headers(("x-total-count" = i64, description = "All matches")))),
     security(("bearer" = [])))]
 pub async fn list_teams(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanRead>,
+    State(target): State<Target>,
+    op: CanRead,
+    page: Page,
     ApiQuery(query): ApiQuery<ListTeamsQuery>,
 ) -> Result<Listed<TeamList>, ApiError> {
-    let page = Page::parse(query.skip, query.offset, query.limit, 1000)?;
     let search = search_term(query.search)?;
     let (teams, total) =
-        service::list(&ctx.realm, &op, search.as_deref(), page.skip, page.limit).await?;
+        service::list(&target.realm, &op, search.as_deref(), page.skip, page.limit).await?;
     let body = TeamList {
         teams: teams.into_iter().map(TeamResponse::from).collect(),
         total,
@@ -83,11 +82,11 @@ pub async fn list_teams(
 #[utoipa::path(get, path = "/{team_id}", params(TeamPath),
     responses((status = 200, body = TeamDetail), (status = 404, body = HttpError)), security(("bearer" = [])))]
 pub async fn get_team(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanRead>,
+    State(target): State<Target>,
+    op: CanRead,
     ApiPath(path): ApiPath<TeamPath>,
 ) -> Result<ApiJson<TeamDetail>, ApiError> {
-    service::get(&ctx.realm, &op, path.team_id)
+    service::get(&target.realm, &op, path.team_id)
         .await
         .map(ApiJson)
 }
@@ -97,8 +96,8 @@ pub async fn get_team(
     responses((status = 200, body = TeamResponse), (status = 404, body = HttpError), (status = 409, body = HttpError)),
     security(("bearer" = [])))]
 pub async fn update_team(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<TeamPath>,
     ApiJson(body): ApiJson<UpdateTeamRequest>,
 ) -> Result<ApiJson<TeamResponse>, ApiError> {
@@ -116,7 +115,7 @@ pub async fn update_team(
     };
     let (name, description) = errors.finish(|| Some((name?, description?)))?;
     service::update(
-        &ctx.realm,
+        &target.realm,
         &op,
         path.team_id,
         name.as_deref(),
@@ -130,11 +129,11 @@ pub async fn update_team(
 #[utoipa::path(delete, path = "/{team_id}", params(TeamPath),
     responses((status = 204), (status = 404, body = HttpError)), security(("bearer" = [])))]
 pub async fn delete_team(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<TeamPath>,
 ) -> Result<StatusCode, ApiError> {
-    service::delete(&ctx.realm, &op, path.team_id).await?;
+    service::delete(&target.realm, &op, path.team_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -149,8 +148,8 @@ fn adds(add: Vec<MemberAdd>) -> Vec<(uuid::Uuid, MemberRole)> {
     responses((status = 201, body = TeamDetail), (status = 404, body = HttpError), (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn add_team_member(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<TeamPath>,
     ApiJson(body): ApiJson<MemberAdd>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -159,7 +158,7 @@ pub async fn add_team_member(
         remove: Vec::new(),
     };
     // A single member's unknown id points at the body's own user_id.
-    let team = service::change_members(&ctx.realm, &op, path.team_id, change)
+    let team = service::change_members(&target.realm, &op, path.team_id, change)
         .await
         .map_err(|err| match err {
             ApiError::Validation(_) => {
@@ -175,8 +174,8 @@ pub async fn add_team_member(
     responses((status = 200, body = TeamDetail), (status = 404, body = HttpError), (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn update_team_members(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<TeamPath>,
     ApiJson(body): ApiJson<UpdateMembersRequest>,
 ) -> Result<ApiJson<TeamDetail>, ApiError> {
@@ -184,7 +183,7 @@ pub async fn update_team_members(
         add: adds(body.add),
         remove: body.remove,
     };
-    service::change_members(&ctx.realm, &op, path.team_id, change)
+    service::change_members(&target.realm, &op, path.team_id, change)
         .await
         .map(ApiJson)
 }
@@ -193,23 +192,23 @@ pub async fn update_team_members(
 #[utoipa::path(delete, path = "/{team_id}/members/{user_id}", params(TeamMemberPath),
     responses((status = 204), (status = 404, body = HttpError)), security(("bearer" = [])))]
 pub async fn remove_team_member(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<TeamMemberPath>,
 ) -> Result<StatusCode, ApiError> {
-    service::remove_member(&ctx.realm, &op, path.team_id, path.user_id).await?;
+    service::remove_member(&target.realm, &op, path.team_id, path.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The teams of a user.
-#[utoipa::path(get, path = "/{user_id}/teams", params(UserPath),
+#[utoipa::path(get, path = "/{user_id}/teams", params(UserTeamsPath),
     responses((status = 200, body = TeamList), (status = 404, body = HttpError)), security(("bearer" = [])))]
 pub async fn list_user_teams(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanRead>,
-    ApiPath(path): ApiPath<UserPath>,
+    State(target): State<Target>,
+    op: CanRead,
+    ApiPath(path): ApiPath<UserTeamsPath>,
 ) -> Result<Listed<TeamList>, ApiError> {
-    let teams: Vec<TeamResponse> = service::of_user(&ctx.realm, &op, path.user_id)
+    let teams: Vec<TeamResponse> = service::of_user(&target.realm, &op, path.user_id)
         .await?
         .into_iter()
         .map(TeamResponse::from)

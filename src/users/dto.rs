@@ -2,12 +2,15 @@
 //! the dashboard's `SlmUserResponse`, docs/api.md §3).
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::extract::{double_option, not_null};
-use crate::users::db::{Role, User};
+use crate::access::db::sessions::SessionRow;
+use crate::http::extract::{double_option, not_null};
+use crate::realm::Role;
+use crate::users::User;
 
 /// A role as every endpoint shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -70,8 +73,8 @@ impl From<User> for UserResponse {
             is_verified: u.is_verified,
             mfa_enabled: u.mfa_enabled,
             is_platform_admin,
-            preferences: u.preferences.0,
-            roles: u.roles.0.into_iter().map(RoleResponse::from).collect(),
+            preferences: u.preferences,
+            roles: u.roles.into_iter().map(RoleResponse::from).collect(),
             must_change_password: u.must_change_password,
             last_login_at: u.last_login_at,
             created_at: u.created_at,
@@ -85,16 +88,16 @@ impl From<User> for UserResponse {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// Unique case-insensitively.
-    #[schema(pattern = "^[A-Za-z0-9._-]{3,50}$", min_length = 3, max_length = 50)]
+    #[schema(schema_with = crate::domain::username_schema)]
     pub username: String,
     /// Unique case-insensitively.
     #[schema(format = "email", max_length = 254)]
     pub email: String,
     /// Not the username or the e-mail, not a common password; at most 72 bytes where the realm
     /// stores bcrypt (the AutoBot realm by default).
-    #[schema(min_length = 8, max_length = 128)]
-    pub password: String,
-    #[schema(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
+    pub password: SecretString,
+    #[schema(schema_with = crate::domain::display_name_schema)]
     pub display_name: Option<String>,
     /// Role names; default the realm's base role (`user`, or `viewer` in the SLM realm).
     pub roles: Option<Vec<String>>,
@@ -117,23 +120,23 @@ pub struct UpdateUserRequest {
     #[schema(value_type = String, format = "email", max_length = 254)]
     pub email: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
-    #[schema(value_type = String, pattern = "^[A-Za-z0-9._-]{3,50}$", min_length = 3, max_length = 50)]
+    #[schema(schema_with = crate::domain::username_schema)]
     pub username: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    #[schema(schema_with = crate::domain::display_name_schema)]
     pub display_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, max_length = 2000)]
     pub bio: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, max_length = 500, pattern = "^(https?://[^\\u0000-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+)?$")]
+    #[schema(schema_with = crate::domain::avatar_url_schema)]
     pub avatar_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = Object)]
     pub preferences: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = String, min_length = 8, max_length = 128)]
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = bool)]
     pub is_active: Option<bool>,
@@ -154,19 +157,10 @@ pub struct RolesRequest {
     pub role_ids: Option<Vec<Uuid>>,
 }
 
-/// Query of a user list.
+/// Query of a user list (its paging is [`crate::http::pagination::Page`]).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
-    /// Rows to skip.
-    #[param(minimum = 0)]
-    pub skip: Option<i64>,
-    /// A synonym of `skip`.
-    #[param(minimum = 0)]
-    pub offset: Option<i64>,
-    /// Rows to return (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
     /// Case-insensitive substring of username, email or display name.
     #[param(max_length = 200)]
     pub search: Option<String>,
@@ -206,4 +200,13 @@ pub struct UserRolePath {
     pub user_id: Uuid,
     /// A role name or id.
     pub role: String,
+}
+
+/// A page of a user's live sessions, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionRow>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
 }

@@ -5,20 +5,22 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
-use crate::auth::authz::{Authorized, CanRead, CanWrite};
-
-use crate::auth::principal::Operator;
+use crate::access::authz::{CanRead, CanWrite, Operator};
 use crate::domain::{Email, Errors, Password, Username, parse_avatar_url, parse_name, parse_text};
-use crate::error::{ApiError, FieldError, HTTPValidationError, HttpError};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::pagination::{Listed, Page, search_term};
-use crate::state::Scoped;
-use crate::users::db::{ProfileChange, UserFilter};
+use crate::http::error::{ApiError, FieldError, HTTPValidationError, HttpError};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::pagination::{Listed, Page, search_term};
+use crate::state::Target;
+use crate::users::access;
+use crate::users::db::ProfileChange;
 use crate::users::dto::{
-    CreateUserRequest, ListUsersQuery, RoleList, RoleResponse, RolesRequest, UpdateUserRequest,
-    UserList, UserPath, UserResponse, UserRolePath,
+    CreateUserRequest, ListUsersQuery, RoleList, RoleResponse, RolesRequest, SessionList,
+    UpdateUserRequest, UserList, UserPath, UserResponse, UserRolePath,
 };
-use crate::users::service::{self, Credential, NewUser, RoleInput, UserPatch};
+use crate::users::roles::RoleInput;
+use crate::users::search::UserFilter;
+use crate::users::service::{self, Credential, NewUser};
+use crate::users::update::{self, UserPatch};
 
 /// The one `admin` flag of a request, under either of its names.
 fn admin_flag(platform: Option<bool>, legacy: Option<bool>, errors: &mut Errors) -> Option<bool> {
@@ -40,8 +42,8 @@ fn admin_flag(platform: Option<bool>, legacy: Option<bool>, errors: &mut Errors)
               (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn create_user(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiJson(body): ApiJson<CreateUserRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut errors = Errors::default();
@@ -57,7 +59,7 @@ pub async fn create_user(
             &body.password,
             &body.username,
             email.as_ref().map(Email::as_str),
-            ctx.realm.scheme().max_password_bytes(),
+            target.realm.scheme(),
         ),
     );
     let admin = admin_flag(body.is_platform_admin, body.is_admin, &mut errors);
@@ -77,20 +79,20 @@ pub async fn create_user(
             org_id: body.org_id,
         })
     })?;
-    let user = service::create_by(&ctx.app, &ctx.realm, &op, new).await?;
+    let user = service::create_by(&target.app, &target.realm, &op, new).await?;
     Ok((StatusCode::CREATED, ApiJson(UserResponse::from(user))))
 }
 
 /// List users, newest first.
-#[utoipa::path(get, path = "", params(ListUsersQuery),
+#[utoipa::path(get, path = "", params(Page, ListUsersQuery),
     responses((status = 200, body = UserList, headers(("x-total-count" = i64, description = "All matches")))),
     security(("bearer" = [])))]
 pub async fn list_users(
-    State(ctx): State<Scoped>,
-    _allowed: Authorized<CanRead>,
+    State(target): State<Target>,
+    _op: CanRead,
+    page: Page,
     ApiQuery(query): ApiQuery<ListUsersQuery>,
 ) -> Result<Listed<UserList>, ApiError> {
-    let page = Page::parse(query.skip, query.offset, query.limit, 1000)?;
     let search = search_term(query.search)?;
     let filter = UserFilter {
         search,
@@ -100,7 +102,7 @@ pub async fn list_users(
         skip: page.skip,
         limit: page.limit,
     };
-    let (users, total) = service::list(&ctx.realm, &filter).await?;
+    let (users, total) = service::list(&target.realm, &filter).await?;
     let body = UserList {
         users: users.into_iter().map(UserResponse::from).collect(),
         total,
@@ -115,11 +117,11 @@ pub async fn list_users(
     responses((status = 200, body = UserResponse), (status = 404, body = HttpError)),
     security(("bearer" = [])))]
 pub async fn get_user(
-    State(ctx): State<Scoped>,
-    _allowed: Authorized<CanRead>,
+    State(target): State<Target>,
+    _op: CanRead,
     ApiPath(path): ApiPath<UserPath>,
 ) -> Result<ApiJson<UserResponse>, ApiError> {
-    let user = service::get(&ctx.realm, path.user_id).await?;
+    let user = service::get(&target.realm, path.user_id).await?;
     Ok(ApiJson(user.into()))
 }
 
@@ -183,13 +185,13 @@ fn parse_patch(body: UpdateUserRequest) -> Result<UserPatch, ApiError> {
               (status = 409, body = HttpError), (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn update_user(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<UserPath>,
     ApiJson(body): ApiJson<UpdateUserRequest>,
 ) -> Result<ApiJson<UserResponse>, ApiError> {
     let patch = parse_patch(body)?;
-    let user = service::update(&ctx.app, &ctx.realm, &op, path.user_id, patch).await?;
+    let user = update::update(&target.app, &target.realm, &op, path.user_id, patch).await?;
     Ok(ApiJson(user.into()))
 }
 
@@ -198,11 +200,11 @@ pub async fn update_user(
     responses((status = 204), (status = 404, body = HttpError), (status = 409, body = HttpError)),
     security(("bearer" = [])))]
 pub async fn delete_user(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<UserPath>,
 ) -> Result<StatusCode, ApiError> {
-    service::delete(&ctx.realm, &op, path.user_id).await?;
+    service::delete(&target.realm, &op, path.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -212,8 +214,8 @@ pub async fn delete_user(
               (status = 409, body = HttpError), (status = 422, body = HTTPValidationError)),
     security(("bearer" = [])))]
 pub async fn add_user_roles(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<UserPath>,
     ApiJson(body): ApiJson<RolesRequest>,
 ) -> Result<ApiJson<UserResponse>, ApiError> {
@@ -221,7 +223,7 @@ pub async fn add_user_roles(
         names: body.roles,
         ids: body.role_ids,
     };
-    let user = service::add_roles(&ctx.realm, &op, path.user_id, input).await?;
+    let user = access::add_roles(&target.realm, &op, path.user_id, input).await?;
     Ok(ApiJson(user.into()))
 }
 
@@ -230,11 +232,11 @@ pub async fn add_user_roles(
     responses((status = 200, body = UserResponse), (status = 404, body = HttpError), (status = 409, body = HttpError)),
     security(("bearer" = [])))]
 pub async fn remove_user_role(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<UserRolePath>,
 ) -> Result<ApiJson<UserResponse>, ApiError> {
-    let user = service::remove_role(&ctx.realm, &op, path.user_id, &path.role).await?;
+    let user = access::remove_role(&target.realm, &op, path.user_id, &path.role).await?;
     Ok(ApiJson(user.into()))
 }
 
@@ -242,11 +244,11 @@ pub async fn remove_user_role(
 #[utoipa::path(post, path = "/{user_id}/unlock", params(UserPath),
     responses((status = 204), (status = 404, body = HttpError)), security(("bearer" = [])))]
 pub async fn unlock_user(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<UserPath>,
 ) -> Result<StatusCode, ApiError> {
-    service::unlock(&ctx.realm, &op, path.user_id).await?;
+    access::unlock(&target.realm, &op, path.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -254,36 +256,59 @@ pub async fn unlock_user(
 #[utoipa::path(post, path = "/{user_id}/revoke-sessions", params(UserPath),
     responses((status = 204), (status = 404, body = HttpError)), security(("bearer" = [])))]
 pub async fn revoke_user_sessions(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+    State(target): State<Target>,
+    op: CanWrite,
     ApiPath(path): ApiPath<UserPath>,
 ) -> Result<StatusCode, ApiError> {
-    service::revoke_sessions(&ctx.realm, &op, path.user_id).await?;
+    access::revoke_sessions(&target.realm, &op, path.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Everything stored about a user (GDPR art. 15).
-#[utoipa::path(get, path = "/{user_id}/export", params(UserPath),
-    responses((status = 200, body = service::UserExport), (status = 404, body = HttpError)), security(("bearer" = [])))]
-pub async fn export_user(
-    State(ctx): State<Scoped>,
-    Authorized(op, _): Authorized<CanWrite>,
+/// The live sessions of a user, newest first.
+#[utoipa::path(get, path = "/{user_id}/sessions", params(UserPath, Page),
+    responses((status = 200, body = SessionList, headers(("x-total-count" = i64, description = "All sessions"))),
+              (status = 404, body = HttpError)),
+    security(("bearer" = [])))]
+pub async fn list_user_sessions(
+    State(target): State<Target>,
+    op: CanRead,
     ApiPath(path): ApiPath<UserPath>,
-) -> Result<ApiJson<service::UserExport>, ApiError> {
-    service::export(&ctx.realm, &op, path.user_id)
-        .await
-        .map(ApiJson)
+    page: Page,
+) -> Result<Listed<SessionList>, ApiError> {
+    let (sessions, total) = access::sessions(&target.realm, &op, path.user_id, page).await?;
+    let body = SessionList {
+        sessions,
+        total,
+        limit: page.limit,
+        offset: page.skip,
+    };
+    Ok(Listed(body, total))
+}
+
+/// Turn off the MFA of a user who lost their authenticator (audited as `mfa_disabled`).
+#[utoipa::path(delete, path = "/{user_id}/mfa", params(UserPath),
+    responses((status = 204), (status = 404, body = HttpError)), security(("bearer" = [])))]
+pub async fn reset_user_mfa(
+    State(target): State<Target>,
+    op: CanWrite,
+    ApiPath(path): ApiPath<UserPath>,
+) -> Result<StatusCode, ApiError> {
+    access::reset_mfa(&target.realm, &op, path.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The realm's roles, to map `role_ids` (any SLM principal).
 #[utoipa::path(get, path = "", responses((status = 200, body = RoleList)), security(("bearer" = [])))]
 pub async fn list_roles(
-    State(ctx): State<Scoped>,
-    Operator(_op): Operator,
+    State(target): State<Target>,
+    _op: Operator,
 ) -> Result<ApiJson<RoleList>, ApiError> {
-    let roles: Vec<RoleResponse> = service::roles(&ctx.realm)
-        .await?
+    let roles: Vec<RoleResponse> = target
+        .realm
+        .serving_catalog()?
+        .roles()
         .into_iter()
+        .cloned()
         .map(RoleResponse::from)
         .collect();
     let total = i64::try_from(roles.len()).unwrap_or(i64::MAX);

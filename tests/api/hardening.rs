@@ -354,7 +354,7 @@ async fn look_alike_emails_are_refused_at_the_api_and_the_access_request_form() 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let swept: i64 = sqlx::query_scalar(
-            r"SELECT count(*) FROM slm_server.email_skeletons s JOIN users u ON u.id = s.user_id
+            r"SELECT count(*) FROM slm_server.email_skeletons s JOIN users u ON u.id = s.holder
               WHERE u.username = 'ace'",
         )
         .fetch_one(&app.autobot_db)

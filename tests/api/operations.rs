@@ -140,11 +140,14 @@ async fn search_and_order_use_indexes() {
         .execute(&app.slm_db)
         .await
         .unwrap();
-    let [(_, search), (_, browse)] = slm_server::USER_LIST_STATEMENTS;
+    let (search, browse) = (
+        slm_server::user_list_statement(true),
+        slm_server::user_list_statement(false),
+    );
     for (statement, pattern, index) in [
-        (search, Some("%er2999%"), "users_search_trgm_idx"),
-        (search, Some("%user%"), "users_created_at_id_idx"),
-        (browse, None, "users_created_at_id_idx"),
+        (&search, Some("%er2999%"), "users_search_trgm_idx"),
+        (&search, Some("%user%"), "users_created_at_id_idx"),
+        (&browse, None, "users_created_at_id_idx"),
     ] {
         let plan: Vec<String> =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))

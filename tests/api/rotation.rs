@@ -104,11 +104,11 @@ async fn token_secrets_and_mfa_keys_rotate_without_anyone_noticing() {
         .await
         .unwrap();
     assert!(!sealed.is_empty());
-    let new_id = during.settings().mfa_keys.0[0].id.clone();
+    let new_id = during.settings().seal_keys.0[0].id().to_owned();
     assert!(
         sealed
             .iter()
-            .all(|s| s.starts_with(&format!("v1:{new_id}:"))),
+            .all(|s| s.starts_with(&format!("v2:{new_id}:"))),
         "{sealed:?}"
     );
 
