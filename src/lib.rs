@@ -23,6 +23,7 @@ mod outbox;
 mod realm;
 mod redis_client;
 mod routes;
+mod sso;
 mod startup;
 mod state;
 mod teams;

@@ -22,10 +22,11 @@ use crate::config::Settings;
 use crate::http::extract::MAX_BODY_BYTES;
 use crate::realm::RealmId::{self, Autobot, Slm};
 use crate::state::{AppState, Target};
-use crate::{access_requests, audit_log, auth, export, ops, teams, users};
+use crate::{access_requests, audit_log, auth, export, ops, sso, teams, users};
 
-/// Sign-in of one realm: `…/login`, `/refresh`, `/logout`, `/me`, `/me/password`, and the
-/// caller's MFA and API keys under `/me`.
+/// Sign-in of one realm: `…/login`, `/refresh`, `/logout`, `/me`, `/me/password`, the
+/// caller's MFA and API keys under `/me`, and SSO: `/sso/providers`,
+/// `/sso/{provider_id}/login`, `/sso/callback`, `/sso/ldap/login`.
 fn sign_in() -> OpenApiRouter<Target> {
     use auth::handlers::*;
     OpenApiRouter::new()
@@ -36,6 +37,19 @@ fn sign_in() -> OpenApiRouter<Target> {
         .routes(routes!(change_password))
         .nest("/me/mfa", mfa())
         .nest("/me/api-keys", own_api_keys())
+        .routes(routes!(sso::handlers::list_active_providers))
+        .routes(routes!(sso::handlers::start_sso_login))
+        .routes(routes!(sso::handlers::sso_callback))
+        .routes(routes!(sso::handlers::ldap_login))
+}
+
+/// A realm's SSO providers: `""`, `/{provider_id}`, `/{provider_id}/test`.
+fn sso_providers() -> OpenApiRouter<Target> {
+    use sso::handlers::*;
+    OpenApiRouter::new()
+        .routes(routes!(list_providers, create_provider))
+        .routes(routes!(get_provider, update_provider, delete_provider))
+        .routes(routes!(test_provider))
 }
 
 /// The caller's MFA: `/status`, `/setup`, `/verify-setup`, `/disable`, `/backup-codes`, and
@@ -132,6 +146,12 @@ pub fn api(app: &AppState) -> (Router, OpenApi) {
         .nest("/api/autobot-teams", realm(teams(), Autobot))
         .nest("/api/autobot-users/teams", realm(teams(), Autobot))
         .nest("/api/access-requests", realm(access_requests(), Autobot))
+        // SSO providers: the dashboard's are the SLM realm's.
+        .nest("/api/sso-providers", realm(sso_providers(), Slm))
+        .nest(
+            "/api/autobot-sso-providers",
+            realm(sso_providers(), Autobot),
+        )
         // `GET /api/audit`: both realms' trails.
         .nest(
             "/api/audit",

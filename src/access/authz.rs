@@ -30,6 +30,8 @@ pub enum Perm {
     ManageAdmins(RealmId),
     ReviewAccessRequests,
     ReadAudit,
+    /// Create, change and delete the SSO providers of either realm.
+    ManageSso,
 }
 
 impl Perm {
@@ -41,6 +43,8 @@ impl Perm {
             Self::ManageAdmins(realm) => realm.policy().admin_permission,
             Self::ReviewAccessRequests => "access-requests:review",
             Self::ReadAudit => "audit:read",
+            // SLM admins: the one role that changes SLM users.
+            Self::ManageSso => "slm-users:write",
         }
     }
 }
@@ -174,6 +178,10 @@ pub struct CanWrite(pub Allowed);
 #[derive(Debug, Clone)]
 pub struct CanReview(pub Allowed);
 
+/// May manage SSO providers (of the route's realm).
+#[derive(Debug, Clone)]
+pub struct CanManageSso(pub Allowed);
+
 /// May read the audit log of both realms (a proof).
 #[derive(Debug, Clone)]
 pub struct CanReadAudit(());
@@ -211,6 +219,19 @@ where
         )
         .await
         .map(Self)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CanManageSso
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        allow(parts, &AppState::from_ref(state), Perm::ManageSso)
+            .await
+            .map(Self)
     }
 }
 

@@ -163,7 +163,7 @@ pub async fn approve(
     };
     let principal = &op.0.principal;
     let hash = users::hash_credential(app, realm, principal.client.ip, &new.credential).await?;
-    let (new, hash, comment) = (&new, hash.as_str(), comment.as_deref());
+    let (new, hash, comment) = (&new, hash.as_deref(), comment.as_deref());
     let (request, user) = realm
         .transaction(|mut tx| {
             Box::pin(async move {

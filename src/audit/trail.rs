@@ -68,6 +68,9 @@ pub enum AuditAction {
     ApiKeyRevoked,
     AccountLocked,
     AccountUnlocked,
+    SsoLogin,
+    SsoLinked,
+    SettingsUpdated,
     // The server's own: the backend has no name for these.
     MfaBackupCodesRegenerated,
     TokenRefresh,
@@ -109,6 +112,9 @@ impl AuditAction {
             ApiKeyRevoked => "api_key_revoked",
             AccountLocked => "account_locked",
             AccountUnlocked => "account_unlocked",
+            SsoLogin => "sso_login",
+            SsoLinked => "sso_linked",
+            SettingsUpdated => "settings_updated",
             MfaBackupCodesRegenerated => "mfa_backup_codes_regenerated",
             TokenRefresh => "token_refresh",
             TokenReuseDetected => "token_reuse_detected",
@@ -132,6 +138,7 @@ impl AuditAction {
             | TeamMemberRemoved
             | TeamMemberRoleChanged => "team",
             ApiKeyCreated | ApiKeyRevoked => "api_key",
+            SettingsUpdated => "settings",
             AccessRequestSubmitted | AccessRequestApproved | AccessRequestDenied => {
                 "access_request"
             }

@@ -69,12 +69,14 @@ fn tokens(
 }
 
 /// Completes a sign-in whose every factor was checked, in the caller's transaction: stamps the
-/// login, opens the session with its first refresh token and audits it.
+/// login, opens the session with its first refresh token and audits it as `action`
+/// (`login_success`, or `sso_login`).
 pub async fn open_session(
     db: &mut PgConnection,
     realm: &Realm,
     actor: &Actor,
     user_id: Uuid,
+    action: AuditAction,
     detail: serde_json::Value,
 ) -> Result<TokenResponse, ApiError> {
     let session_id = Uuid::now_v7();
@@ -94,15 +96,7 @@ pub async fn open_session(
         sqlx::Error::Database(err) if err.is_foreign_key_violation() => INVALID_LOGIN,
         _ => ApiError::from(e),
     })?;
-    audit::record(
-        db,
-        realm,
-        actor,
-        AuditAction::LoginSuccess,
-        Some(user_id),
-        detail,
-    )
-    .await?;
+    audit::record(db, realm, actor, action, Some(user_id), detail).await?;
     let user = users::fetch(db, realm, user_id)
         .await?
         .ok_or(INVALID_LOGIN)?;

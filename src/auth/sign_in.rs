@@ -42,7 +42,7 @@ fn count(realm: &Realm, outcome: &'static str) {
     metrics::counter!("logins_total", "realm" => realm.name(), "outcome" => outcome).increment(1);
 }
 
-fn login_limit(app: &AppState) -> Limit {
+pub fn login_limit(app: &AppState) -> Limit {
     Limit {
         name: "login",
         max: app.settings.limits.login_per_minute,
@@ -73,7 +73,7 @@ async fn refuse(
 /// account's places wait (a right password is never refused for being one of many at once),
 /// for at most a third of the request timeout, then answer 503 with `Retry-After`. Returns
 /// whether the account is locked.
-async fn take_turn(
+pub async fn take_turn(
     app: &AppState,
     realm: &Realm,
     account: Uuid,
@@ -276,7 +276,8 @@ async fn check(
                 lockout::succeeded(&mut tx, id, attempt).await?;
                 let me = user_actor(realm, id, &account.username, &actor.client);
                 let detail = json!({"mfa": account.mfa_enabled});
-                let tokens = open_session(&mut tx, realm, &me, id, detail).await?;
+                let action = AuditAction::LoginSuccess;
+                let tokens = open_session(&mut tx, realm, &me, id, action, detail).await?;
                 Ok(Ok(LoginResponse::Tokens(Box::new(tokens))))
             })
         })
@@ -329,8 +330,8 @@ pub async fn verify_login(
                 factors::spend_challenge(&mut tx, token_hash).await?;
                 lockout::clear(&mut tx, user_id).await?;
                 let me = user_actor(realm, user_id, &user.username, client);
-                let tokens =
-                    open_session(&mut tx, realm, &me, user_id, json!({"mfa": true})).await?;
+                let (action, detail) = (AuditAction::LoginSuccess, json!({"mfa": true}));
+                let tokens = open_session(&mut tx, realm, &me, user_id, action, detail).await?;
                 Ok(Ok(tokens))
             })
         })

@@ -42,13 +42,14 @@ pub async fn reseal_mfa(settings: &Settings, realm: RealmOrAll) -> anyhow::Resul
                         factors::reseal(&mut tx, &sealed).await?;
                         resealed += 1;
                     }
+                    resealed += crate::sso::providers::reseal(&mut tx, keys).await?;
                     Ok(resealed)
                 })
             })
             .await
             .map_err(|e| anyhow::anyhow!("{}", plain(&e)))?;
         say!(
-            "{}: resealed {resealed} MFA secret(s) with key {}",
+            "{}: resealed {resealed} MFA and SSO secret(s) with key {}",
             id.as_str(),
             keys.0.first().map_or("?", |k| k.id())
         );

@@ -279,8 +279,8 @@ pub async fn import_users(
             new,
             roles: roles::of_new_user(&target, &new.roles, new.admin).unwrap_or_default(),
             password_hash: match &new.credential {
-                Credential::Hash(hash) => hash.clone(),
-                Credential::Password(_) => String::new(),
+                Credential::Hash(hash) => Some(hash.clone()),
+                Credential::Password(_) | Credential::None => None,
             },
         })
         .collect();

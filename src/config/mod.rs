@@ -4,6 +4,7 @@
 
 mod database;
 mod secrets;
+mod sso;
 #[cfg(test)]
 mod tests;
 
@@ -19,6 +20,7 @@ use crate::credentials::password::Scheme;
 use crate::credentials::seal::SealKeys;
 pub use crate::database::DatabaseSettings;
 pub use secrets::KNOWN_SECRETS;
+pub use sso::SsoSettings;
 
 /// A configuration problem, reported as one line naming the variable.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,7 @@ pub struct Settings {
     /// none).
     pub slm_default_role: String,
     pub bootstrap: BootstrapSettings,
+    pub sso: SsoSettings,
 }
 
 /// The HTTP listener, its limits, and the clients it believes.
@@ -481,6 +484,7 @@ impl Settings {
             seal_key_source,
             slm_default_role,
             bootstrap: BootstrapSettings::read(lookup)?,
+            sso: SsoSettings::read(lookup)?,
         })
     }
 }

@@ -221,3 +221,46 @@ pub async fn reset_mfa(realm: &Realm, op: &CanWrite, id: Uuid) -> Result<(), Api
         })
         .await
 }
+
+/// Gives a user the roles an SSO provider says (docs/api.md §7), in the caller's transaction:
+/// exactly `names` for a user the provider created (the provider is the authority), or those
+/// added to the user's own for a linked one. Audited and announced like any change of roles.
+pub async fn apply_provider_roles(
+    db: &mut PgConnection,
+    realm: &Realm,
+    actor: &Actor,
+    id: Uuid,
+    names: &[String],
+    replace: bool,
+) -> Result<(), ApiError> {
+    let target = fetch(db, realm, id).await?.ok_or(NOT_FOUND)?;
+    let catalog = realm.catalog();
+    let granted: Vec<Role> = names
+        .iter()
+        .filter_map(|name| catalog.named(name).cloned())
+        .collect();
+    let mut roles: Vec<Role> = match replace {
+        true => Vec::new(),
+        false => target.roles.clone(),
+    };
+    roles.extend(
+        granted
+            .into_iter()
+            .filter(|r| !roles.contains(r))
+            .collect::<Vec<_>>(),
+    );
+    if roles.is_empty() {
+        roles.push(roles::named(realm, realm.policy().default_role)?);
+    }
+    let mut before: Vec<_> = target.roles.iter().map(|r| r.id).collect();
+    let mut after: Vec<_> = roles.iter().map(|r| r.id).collect();
+    before.sort();
+    after.sort();
+    if before != after {
+        if target.is_admin() && !roles.iter().any(|r| r.name == ADMIN_ROLE) {
+            ensure_other_admin(db, &target).await?;
+        }
+        store_roles(db, realm, actor, &target, &roles).await?;
+    }
+    Ok(())
+}

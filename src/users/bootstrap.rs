@@ -106,7 +106,7 @@ pub async fn ensure_admin(
                 org_id: None,
             };
             let hash = service::hash_credential(app, realm, None, &new.credential).await?;
-            let (new, hash) = (&new, hash.as_str());
+            let (new, hash) = (&new, hash.as_deref());
             let created = realm
                 .transaction(|mut tx| {
                     Box::pin(async move {

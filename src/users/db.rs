@@ -335,6 +335,16 @@ pub async fn id_by_username(db: &mut PgConnection, username: &str) -> sqlx::Resu
     .await
 }
 
+/// The live user with this e-mail address, case-insensitively.
+pub async fn id_by_email(db: &mut PgConnection, email: &str) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "SELECT id FROM public.users WHERE lower(email) = lower($1) AND deleted_at IS NULL",
+        email
+    )
+    .fetch_optional(&mut *db)
+    .await
+}
+
 /// The stored password hash of a user.
 pub async fn password_hash(db: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar!(

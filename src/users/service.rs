@@ -35,6 +35,8 @@ pub enum Credential {
     Password(Password),
     /// A hash made elsewhere (`import-users`): Argon2 or bcrypt, upgraded at the next sign-in.
     Hash(String),
+    /// None: the user signs in through an SSO provider only (as the AutoBot model allows).
+    None,
 }
 
 /// A user to create, already parsed.
@@ -75,14 +77,14 @@ pub async fn hash_credential(
     realm: &Realm,
     client: Option<IpAddr>,
     credential: &Credential,
-) -> Result<String, ApiError> {
+) -> Result<Option<String>, ApiError> {
     match credential {
         Credential::Password(password) => {
-            app.hasher
-                .hash(client, password.secret(), realm.scheme())
-                .await
+            let hash = app.hasher.hash(client, password.secret(), realm.scheme());
+            Ok(Some(hash.await?))
         }
-        Credential::Hash(hash) => Ok(hash.clone()),
+        Credential::Hash(hash) => Ok(Some(hash.clone())),
+        Credential::None => Ok(None),
     }
 }
 
@@ -96,7 +98,7 @@ pub async fn create(
     new: NewUser,
 ) -> Result<User, ApiError> {
     let hash = hash_credential(app, realm, actor.client.ip, &new.credential).await?;
-    let (new, hash) = (&new, hash.as_str());
+    let (new, hash) = (&new, hash.as_deref());
     realm
         .transaction(|mut tx| {
             Box::pin(async move { create_in(&mut tx, realm, actor, new, hash).await })
@@ -122,7 +124,7 @@ pub async fn create_by(
 pub struct Prepared<'a> {
     pub new: &'a NewUser,
     pub roles: Vec<Role>,
-    pub password_hash: String,
+    pub password_hash: Option<String>,
 }
 
 /// Writes new users inside the caller's transaction, in a few statements whatever their
@@ -146,7 +148,7 @@ pub async fn create_many(
             username: u.new.username.as_str(),
             email: u.new.email.as_str(),
             display_name: u.new.display_name.as_deref(),
-            password_hash: Some(&u.password_hash),
+            password_hash: u.password_hash.as_deref(),
             is_active: u.new.is_active,
             is_platform_admin: u.roles.iter().any(|r| r.name == ADMIN_ROLE),
             must_change_password: u.new.must_change_password,
@@ -186,7 +188,7 @@ pub async fn create_in(
     realm: &Realm,
     actor: &Actor,
     new: &NewUser,
-    password_hash: &str,
+    password_hash: Option<&str>,
 ) -> Result<User, ApiError> {
     if let Some(org) = new.org_id
         && !crate::realm::db::org_exists(db, org).await?
@@ -199,7 +201,7 @@ pub async fn create_in(
     let prepared = Prepared {
         new,
         roles: roles::of_new_user(realm, &new.roles, new.admin)?,
-        password_hash: password_hash.to_owned(),
+        password_hash: password_hash.map(str::to_owned),
     };
     let ids = create_many(db, realm, actor, std::slice::from_ref(&prepared)).await?;
     let id = ids.first().copied().ok_or(NOT_FOUND)?;
@@ -304,4 +306,9 @@ pub async fn taken(
     emails: &[String],
 ) -> Result<Vec<String>, ApiError> {
     Ok(db::taken(db, usernames, emails).await?)
+}
+
+/// The live user with this e-mail (any case), in the caller's unit of work.
+pub async fn with_email(db: &mut PgConnection, email: &str) -> Result<Option<Uuid>, ApiError> {
+    Ok(db::id_by_email(db, email).await?)
 }

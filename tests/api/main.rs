@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod idp;
 
 mod auth;
 mod autobot;
@@ -18,5 +19,6 @@ mod permissions;
 mod resilience;
 mod rotation;
 mod schema;
+mod sso;
 mod tls;
 mod users;

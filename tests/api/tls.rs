@@ -9,12 +9,12 @@ use slm_server::Settings;
 
 /// A throwaway certificate authority and a server certificate for 127.0.0.1 signed by it,
 /// made with openssl in a directory of the test's own (removed when dropped).
-struct TestPki {
+pub struct TestPki {
     dir: PathBuf,
 }
 
 impl TestPki {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("slm-pki-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let run = |args: &[&str]| {
@@ -81,7 +81,7 @@ impl TestPki {
         Self { dir }
     }
 
-    fn path(&self, name: &str) -> String {
+    pub fn path(&self, name: &str) -> String {
         self.dir.join(name).to_string_lossy().into_owned()
     }
 }

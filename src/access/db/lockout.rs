@@ -135,3 +135,14 @@ pub async fn clear(db: &mut PgConnection, user_id: Uuid) -> sqlx::Result<bool> {
     .await
     .map(|r| r.rows_affected() > 0)
 }
+
+/// Whether the account is locked now.
+pub async fn is_locked(db: &mut PgConnection, user_id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM slm_server.login_failures
+                          WHERE user_id = $1 AND locked_until > now()) AS "locked!""#,
+        user_id
+    )
+    .fetch_one(&mut *db)
+    .await
+}
