@@ -5,6 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::access::authz::CanWrite;
 use crate::access::db::sessions::{self, SessionRow};
@@ -15,6 +16,7 @@ use crate::auth::api_keys::dto::ApiKeyResponse;
 use crate::auth::api_keys::service as api_keys;
 use crate::http::error::{ApiError, HttpError};
 use crate::http::extract::{ApiJson, ApiPath};
+use crate::realm::Realm;
 use crate::state::Target;
 use crate::teams::dto::TeamResponse;
 use crate::teams::service as teams;
@@ -41,12 +43,16 @@ pub struct UserExport {
     responses((status = 200, body = UserExport), (status = 404, body = HttpError)), security(("bearer" = [])))]
 pub async fn export_user(
     State(target): State<Target>,
-    _op: CanWrite,
+    op: CanWrite,
     ApiPath(path): ApiPath<UserPath>,
 ) -> Result<ApiJson<UserExport>, ApiError> {
-    let (realm, id) = (&target.realm, path.user_id);
+    gather(&target.realm, &op, path.user_id).await.map(ApiJson)
+}
+
+/// Everything stored about user `id`, read in one unit of work.
+pub async fn gather(realm: &Realm, _op: &CanWrite, id: Uuid) -> Result<UserExport, ApiError> {
     let idle = realm.tokens().lifetimes.session_idle;
-    let export = realm
+    realm
         .read(|mut db| {
             Box::pin(async move {
                 let user = users::fetch(&mut db, realm, id)
@@ -65,6 +71,5 @@ pub async fn export_user(
                 })
             })
         })
-        .await?;
-    Ok(ApiJson(export))
+        .await
 }

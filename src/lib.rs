@@ -13,6 +13,7 @@ mod audit_log;
 mod auth;
 pub mod cli;
 mod config;
+mod console;
 mod credentials;
 mod database;
 mod domain;
@@ -33,7 +34,7 @@ mod users;
 pub use config::{Environment, Settings};
 pub use realm::RealmId;
 pub use realm::migrate::{RevertTo, migrate_down, migrate_up, status as migration_status};
-pub use startup::Application;
+pub use startup::{Application, console_url};
 pub use telemetry::init_tracing;
 /// The statement of a page of the user list, searching or browsing (`$1` pattern, `$2`
 /// is_active, `$3` role, `$4` skip, `$5` limit), whose plans a test checks.

@@ -64,6 +64,7 @@ async fn main() -> ExitCode {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
-    tracing::info!(port = app.port(), "slm-server listening");
+    let console = slm_server::console_url(&app.state().settings);
+    tracing::info!(port = app.port(), %console, "slm-server listening");
     app.run_until_stopped().await
 }

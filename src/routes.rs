@@ -22,7 +22,7 @@ use crate::config::Settings;
 use crate::http::extract::MAX_BODY_BYTES;
 use crate::realm::RealmId::{self, Autobot, Slm};
 use crate::state::{AppState, Target};
-use crate::{access_requests, audit_log, auth, export, ops, sso, teams, users};
+use crate::{access_requests, audit_log, auth, console, export, ops, sso, teams, users};
 
 /// Sign-in of one realm: `…/login`, `/refresh`, `/logout`, `/me`, `/me/password`, the
 /// caller's MFA and API keys under `/me`, and SSO: `/sso/providers`,
@@ -175,6 +175,115 @@ fn operations(app: &AppState) -> OpenApiRouter {
     router.with_state(app.clone())
 }
 
+/// The console's pages (not in the OpenAPI document: HTML for people), each group with the realm
+/// it serves; all behind the console's session middleware.
+pub fn console(app: &AppState) -> Router {
+    use axum::routing::{get, post};
+    use console::*;
+    let slm = Target::new(app, Slm);
+    let autobot = Target::new(app, Autobot);
+    let users = |target: Target| {
+        use console::users::*;
+        Router::new()
+            .route("/", get(list).post(create))
+            .route("/new", get(new_form))
+            .route("/{user_id}", get(show))
+            .route("/{user_id}/edit", post(edit))
+            .route("/{user_id}/password", post(set_password))
+            .route("/{user_id}/roles", post(set_roles))
+            .route("/{user_id}/activate", post(activate))
+            .route("/{user_id}/deactivate", post(deactivate))
+            .route("/{user_id}/unlock", post(unlock))
+            .route("/{user_id}/revoke-sessions", post(revoke_sessions))
+            .route("/{user_id}/reset-mfa", post(reset_mfa))
+            .route("/{user_id}/delete", post(delete))
+            .route("/{user_id}/export", get(export))
+            .with_state(target)
+    };
+    let sso = |target: Target| {
+        use console::sso::*;
+        Router::new()
+            .route("/", get(list).post(create))
+            .route("/{provider_id}/test", post(test))
+            .route("/{provider_id}/activate", post(activate))
+            .route("/{provider_id}/deactivate", post(deactivate))
+            .route("/{provider_id}/delete", post(delete))
+            .with_state(target)
+    };
+    let own = Router::new()
+        .route("/console/", get(account::home))
+        .route(
+            "/console/login",
+            get(sign_in::show_login).post(sign_in::login),
+        )
+        .route("/console/login/mfa", post(sign_in::login_mfa))
+        .route("/console/login/sso/{provider_id}", post(sign_in::login_sso))
+        .route(
+            "/console/login/ldap/{provider_id}",
+            post(sign_in::login_ldap),
+        )
+        .route("/console/logout", post(sign_in::logout))
+        .route(
+            "/console/password",
+            get(sign_in::show_password).post(sign_in::change_password),
+        )
+        .route("/console/account", get(account::show))
+        .route("/console/account/mfa/setup", post(account::mfa_setup))
+        .route("/console/account/mfa/verify", post(account::mfa_verify))
+        .route("/console/account/mfa/disable", post(account::mfa_disable))
+        .route(
+            "/console/account/mfa/backup-codes",
+            post(account::mfa_backup_codes),
+        )
+        .route("/console/account/api-keys", post(account::create_api_key))
+        .route(
+            "/console/account/api-keys/{key_id}/revoke",
+            post(account::revoke_api_key),
+        )
+        .with_state(slm.clone());
+    let autobot_pages = Router::new()
+        .route("/console/teams", get(teams::list).post(teams::create))
+        .route("/console/teams/{team_id}", get(teams::show))
+        .route("/console/teams/{team_id}/members", post(teams::add_member))
+        .route(
+            "/console/teams/{team_id}/members/{user_id}/remove",
+            post(teams::remove_member),
+        )
+        .route("/console/teams/{team_id}/delete", post(teams::delete))
+        .route("/console/access-requests", get(requests::list))
+        .route(
+            "/console/access-requests/{id}/approve",
+            post(requests::approve),
+        )
+        .route("/console/access-requests/{id}/deny", post(requests::deny))
+        .route(
+            "/request-access",
+            get(requests::show_form).post(requests::submit),
+        )
+        .with_state(autobot.clone());
+    let audit_pages = Router::new()
+        .route("/console/audit", get(audit::show))
+        .route("/console/audit.csv", get(audit::csv))
+        .with_state(app.clone());
+    Router::new()
+        .merge(own)
+        .merge(autobot_pages)
+        .merge(audit_pages)
+        .nest("/console/slm-users", users(slm.clone()))
+        .nest("/console/autobot-users", users(autobot.clone()))
+        .nest("/console/sso", sso(slm))
+        .nest("/console/autobot-sso", sso(autobot))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            console::session::console,
+        ))
+        .route("/console/static/console.css", get(layout::stylesheet))
+        .route(
+            "/console",
+            get(|| async { axum::response::Redirect::permanent("/console/") }),
+        )
+}
+
 fn cors(settings: &Settings) -> CorsLayer {
     let origins = &settings.http.cors_origins;
     let any = origins.iter().any(|o| o == "*");
@@ -215,6 +324,7 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(docs)
+        .merge(console(&app))
         .fallback(crate::http::middleware::not_found)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(

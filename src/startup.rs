@@ -16,6 +16,22 @@ use crate::realm::migrate::Unmigratable;
 use crate::realm::{Realm, SchemaState};
 use crate::state::AppState;
 
+/// Where the console is: under `PUBLIC_URL`, else on the listening address (`localhost` for an
+/// address of every interface).
+pub fn console_url(settings: &Settings) -> String {
+    match &settings.sso.public_url {
+        Some(public) => format!("{public}/console/"),
+        None => {
+            let addr = settings.http.bind_addr;
+            let host = match addr.ip().is_unspecified() || addr.ip().is_loopback() {
+                true => "localhost".to_owned(),
+                false => addr.ip().to_string(),
+            };
+            format!("http://{host}:{}/console/", addr.port())
+        }
+    }
+}
+
 /// A built server, listening but not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -192,6 +208,7 @@ impl Application {
                 "BOOTSTRAP_ADMIN_PASSWORD={}",
                 creds.password.expose_secret()
             );
+            println!("CONSOLE_URL={}", console_url(&settings));
         }
         every(
             &state,

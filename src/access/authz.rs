@@ -165,10 +165,9 @@ async fn allow(parts: &Parts, app: &AppState, perm: Perm) -> Result<Allowed, Api
     Ok(allowed)
 }
 
-/// May read the route's realm's users and teams. (A proof and nothing more: only this module
-/// makes one.)
+/// May read the route's realm's users and teams.
 #[derive(Debug, Clone)]
-pub struct CanRead(());
+pub struct CanRead(pub Allowed);
 
 /// May change the route's realm's users, teams and memberships (admins need more, per target).
 #[derive(Debug, Clone)]
@@ -182,16 +181,17 @@ pub struct CanReview(pub Allowed);
 #[derive(Debug, Clone)]
 pub struct CanManageSso(pub Allowed);
 
-/// May read the audit log of both realms (a proof).
+/// May read the audit log of both realms.
 #[derive(Debug, Clone)]
-pub struct CanReadAudit(());
+pub struct CanReadAudit(pub Allowed);
 
 impl FromRequestParts<Target> for CanRead {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Target) -> Result<Self, ApiError> {
-        allow(parts, &state.app, Perm::ReadUsers(state.realm.id())).await?;
-        Ok(Self(()))
+        allow(parts, &state.app, Perm::ReadUsers(state.realm.id()))
+            .await
+            .map(Self)
     }
 }
 
@@ -242,8 +242,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        allow(parts, &AppState::from_ref(state), Perm::ReadAudit).await?;
-        Ok(Self(()))
+        allow(parts, &AppState::from_ref(state), Perm::ReadAudit)
+            .await
+            .map(Self)
     }
 }
 

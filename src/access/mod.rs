@@ -2,6 +2,7 @@
 //! factors and lockouts (their tables), the principal of each request, and what it may do.
 
 pub mod authz;
+pub mod cookie;
 pub mod db;
 pub mod principal;
 

@@ -24,6 +24,41 @@ pub async fn list_audit_events(
     page: Page<500>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
+    let Found {
+        events,
+        total,
+        unavailable,
+    } = search(&app, &query, page).await?;
+    let body = AuditEventList {
+        events,
+        total,
+        limit: page.limit,
+        offset: page.skip,
+    };
+    let mut response = Listed(body, total).into_response();
+    if !unavailable.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&unavailable.join(","))
+    {
+        response.headers_mut().insert("x-unavailable-realms", value);
+    }
+    Ok(response)
+}
+
+/// A page of the audit log.
+pub struct Found {
+    pub events: Vec<AuditEvent>,
+    /// All matches.
+    pub total: i64,
+    /// Realms whose log could not be read (the AutoBot one, when its database is down).
+    pub unavailable: Vec<&'static str>,
+}
+
+/// The events of both realms (or of `query.realm`) matching `query`, newest first: a page.
+pub async fn search(
+    app: &AppState,
+    query: &AuditQuery,
+    page: Page<500>,
+) -> Result<Found, ApiError> {
     if query
         .event_type
         .as_ref()
@@ -44,7 +79,7 @@ pub async fn list_audit_events(
     // Each realm keeps its events beside its data (same transaction); merge the newest
     // `skip + limit` of each (no more than it holds).
     let filter = AuditFilter {
-        event_type: query.event_type,
+        event_type: query.event_type.clone(),
         actor_id: query.actor_id,
         target_id: query.target_id,
         since: query.since,
@@ -89,17 +124,9 @@ pub async fn list_audit_events(
         .skip(usize::try_from(page.skip).unwrap_or(usize::MAX))
         .take(usize::try_from(page.limit).unwrap_or(0))
         .collect();
-    let body = AuditEventList {
+    Ok(Found {
         events: page_events,
         total,
-        limit: page.limit,
-        offset: page.skip,
-    };
-    let mut response = Listed(body, total).into_response();
-    if !unavailable.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&unavailable.join(","))
-    {
-        response.headers_mut().insert("x-unavailable-realms", value);
-    }
-    Ok(response)
+        unavailable,
+    })
 }

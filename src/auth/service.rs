@@ -13,7 +13,7 @@ use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::access::db::sessions::{self, NewSession};
+use crate::access::db::sessions::{self, NewSession, SessionRow};
 use crate::access::end_credentials;
 use crate::access::principal::Principal;
 use crate::audit::{self, Actor, AuditAction};
@@ -283,4 +283,14 @@ pub async fn password_matches(
         .verify(me.client.ip, password, stored.as_deref(), realm.scheme())
         .await?;
     Ok(verified.ok)
+}
+
+/// The caller's own live sessions, newest first.
+pub async fn my_sessions(realm: &Realm, me: &Principal) -> Result<Vec<SessionRow>, ApiError> {
+    let idle = realm.tokens().lifetimes.session_idle;
+    realm
+        .read(|mut db| {
+            Box::pin(async move { Ok(sessions::live(&mut db, me.user_id, idle, 0, 100).await?.0) })
+        })
+        .await
 }

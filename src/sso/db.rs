@@ -116,6 +116,8 @@ pub struct NewFlow<'a> {
     pub nonce: &'a str,
     pub pkce_verifier: &'a str,
     pub redirect_uri: &'a str,
+    /// The console's sign-in (else the dashboard's).
+    pub console: bool,
     pub ttl: std::time::Duration,
 }
 
@@ -125,8 +127,9 @@ pub async fn insert_flow(db: &mut PgConnection, flow: &NewFlow<'_>) -> sqlx::Res
               DELETE FROM slm_server.sso_flows WHERE expires_at < now() - interval '1 hour'
           )
           INSERT INTO slm_server.sso_flows (state_hash, provider_id, browser_hash, nonce,
-              pkce_verifier, redirect_uri, expires_at)
-          VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
+              pkce_verifier, redirect_uri, landing, expires_at)
+          VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $8 THEN 'console' ELSE 'dashboard' END,
+                  now() + make_interval(secs => $7))",
         flow.state_hash,
         flow.provider_id,
         flow.browser_hash,
@@ -134,6 +137,7 @@ pub async fn insert_flow(db: &mut PgConnection, flow: &NewFlow<'_>) -> sqlx::Res
         flow.pkce_verifier,
         flow.redirect_uri,
         flow.ttl.as_secs_f64(),
+        flow.console,
     )
     .execute(&mut *db)
     .await
@@ -148,15 +152,17 @@ pub struct Flow {
     pub nonce: String,
     pub pkce_verifier: String,
     pub redirect_uri: String,
+    pub console: bool,
 }
 
 /// Takes the live flow of a state: it is spent, whatever happens next (single use).
 pub async fn take_flow(db: &mut PgConnection, state_hash: &[u8]) -> sqlx::Result<Option<Flow>> {
     sqlx::query_as!(
         Flow,
-        r"UPDATE slm_server.sso_flows SET used_at = now()
+        r#"UPDATE slm_server.sso_flows SET used_at = now()
           WHERE state_hash = $1 AND used_at IS NULL AND expires_at > now()
-          RETURNING provider_id, browser_hash, nonce, pkce_verifier, redirect_uri",
+          RETURNING provider_id, browser_hash, nonce, pkce_verifier, redirect_uri,
+                    landing = 'console' AS "console!""#,
         state_hash,
     )
     .fetch_optional(&mut *db)

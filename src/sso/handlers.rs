@@ -18,11 +18,11 @@ use crate::sso::dto::{
     ProviderListQuery, ProviderPath, ProviderResponse, TestResponse, UpdateProvider,
 };
 use crate::sso::providers;
-use crate::sso::sign_in::{self, FLOW_TTL};
+use crate::sso::sign_in::{self, FLOW_TTL, Landing};
 use crate::state::Target;
 
 /// The cookie that binds a sign-in in flight to the browser that started it.
-const FLOW_COOKIE: &str = "slm_sso";
+pub const FLOW_COOKIE: &str = "slm_sso";
 
 /// List the realm's SSO providers (secrets masked).
 #[utoipa::path(get, path = "", params(ProviderListQuery),
@@ -116,7 +116,7 @@ pub async fn list_active_providers(
 
 /// The origin the browser sees: `PUBLIC_URL`; else the request's host, or from a trusted
 /// proxy its forwarded host and scheme.
-pub struct Origin(String);
+pub struct Origin(pub String);
 
 impl FromRequestParts<Target> for Origin {
     type Rejection = ApiError;
@@ -162,18 +162,15 @@ impl FromRequestParts<Target> for Origin {
     }
 }
 
-/// Start signing in at a provider: where to send the browser. Sets the cookie that binds the
-/// sign-in to this browser.
-#[utoipa::path(get, path = "/sso/{provider_id}/login", params(ProviderPath),
-    responses((status = 200, body = LoginStart), (status = 400, body = HttpError),
-              (status = 404, body = HttpError), (status = 503, body = HttpError)))]
-pub async fn start_sso_login(
-    State(target): State<Target>,
-    ApiPath(path): ApiPath<ProviderPath>,
-    Origin(origin): Origin,
+/// Starts a sign-in in this browser: the flow's cookie (one per browser, so that sign-ins
+/// started in two tabs both complete) and where to send the browser.
+pub async fn begin(
+    target: &Target,
+    provider_id: uuid::Uuid,
+    origin: &str,
     jar: CookieJar,
-) -> Result<Response, ApiError> {
-    // One cookie per browser, so that sign-ins started in two tabs both complete.
+    console: bool,
+) -> Result<(CookieJar, LoginStart), ApiError> {
     let value = jar
         .get(FLOW_COOKIE)
         .map(|c| c.value().to_owned())
@@ -186,11 +183,12 @@ pub async fn start_sso_login(
     let started = sign_in::start(
         &target.app,
         &target.realm,
-        path.provider_id,
-        &origin,
+        provider_id,
+        origin,
         &value,
-    );
-    let started = started.await?;
+        console,
+    )
+    .await?;
     let cookie = Cookie::build((FLOW_COOKIE, value))
         .path("/api")
         .http_only(true)
@@ -198,7 +196,22 @@ pub async fn start_sso_login(
         .secure(origin.starts_with("https://"))
         .max_age(time::Duration::seconds(FLOW_TTL.as_secs() as i64))
         .build();
-    Ok((jar.add(cookie), ApiJson(started)).into_response())
+    Ok((jar.add(cookie), started))
+}
+
+/// Start signing in at a provider: where to send the browser. Sets the cookie that binds the
+/// sign-in to this browser.
+#[utoipa::path(get, path = "/sso/{provider_id}/login", params(ProviderPath),
+    responses((status = 200, body = LoginStart), (status = 400, body = HttpError),
+              (status = 404, body = HttpError), (status = 503, body = HttpError)))]
+pub async fn start_sso_login(
+    State(target): State<Target>,
+    ApiPath(path): ApiPath<ProviderPath>,
+    Origin(origin): Origin,
+    jar: CookieJar,
+) -> Result<Response, ApiError> {
+    let (jar, started) = begin(&target, path.provider_id, &origin, jar, false).await?;
+    Ok((jar, ApiJson(started)).into_response())
 }
 
 /// The provider's redirect back: 302 to the landing page with the token, or to
@@ -212,9 +225,14 @@ pub async fn sso_callback(
     ApiQuery(query): ApiQuery<CallbackQuery>,
 ) -> Response {
     let cookie = jar.get(FLOW_COOKIE).map(|c| c.value().to_owned());
-    let location =
+    let landing =
         sign_in::callback(&target.app, &target.realm, query, cookie.as_deref(), client).await;
-    // The cookie stays until it expires: other sign-ins of this browser may be in flight.
+    let location = landing.location(&target.app, target.realm.id());
+    // A console sign-in lands in the console's session. The flow's cookie stays until it
+    // expires: other sign-ins of this browser may be in flight.
+    if let Landing::Console(token) = landing {
+        return console_landing(&target, jar, token);
+    }
     let mut headers = HeaderMap::new();
     if let Ok(value) = HeaderValue::from_str(&location) {
         headers.insert(header::LOCATION, value);
@@ -224,7 +242,7 @@ pub async fn sso_callback(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    (StatusCode::FOUND, headers).into_response()
+    (StatusCode::FOUND, jar, headers).into_response()
 }
 
 /// Sign in with a directory's username and password (LDAP, Active Directory).
@@ -243,4 +261,22 @@ pub async fn ldap_login(
         expires_in: tokens.expires_in,
         refresh_token: tokens.refresh_token.unwrap_or_default(),
     }))
+}
+
+/// The end of a console sign-in: the session cookie, and a page that moves on to the console.
+/// (A redirect would not do: the browser comes from the provider, and a `SameSite=Strict`
+/// cookie is not sent on a redirect that another site started; a page of this origin moving on
+/// is this site's own navigation.)
+fn console_landing(target: &Target, jar: CookieJar, token: String) -> Response {
+    let jar = crate::access::cookie::signed_in(&target.app, jar, token);
+    let page = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        <meta http-equiv=\"refresh\" content=\"0;url=/console/\"><title>Signed in</title></head>\
+        <body><p><a href=\"/console/\">Continue to the console</a></p></body></html>";
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+    ];
+    (StatusCode::OK, jar, headers, page).into_response()
 }

@@ -12,6 +12,7 @@ pub mod handlers;
 mod ldap;
 mod oidc;
 pub mod providers;
+mod provision;
 pub mod sign_in;
 
 use std::time::Duration;

@@ -312,3 +312,8 @@ pub async fn taken(
 pub async fn with_email(db: &mut PgConnection, email: &str) -> Result<Option<Uuid>, ApiError> {
     Ok(db::id_by_email(db, email).await?)
 }
+
+/// The live user with this username (any case), in the caller's unit of work.
+pub async fn find_id(db: &mut PgConnection, username: &str) -> Result<Option<Uuid>, ApiError> {
+    Ok(db::id_by_username(db, username).await?)
+}

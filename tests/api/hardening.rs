@@ -433,8 +433,11 @@ async fn a_wrong_password_takes_as_long_whatever_the_stored_hash() {
     }
     let (own, imported) = (median(own), median(imported));
     let ratio = imported.as_secs_f64() / own.as_secs_f64();
+    // Without the dummy check, the cheap hash answers about 60 times sooner (cost 4 against
+    // 10): a ratio near 0.02. Half is far from that whatever else the machine is doing (the
+    // tests share it), and tells that the answer no longer gives the cheap hash away.
     assert!(
-        (0.8..=1.25).contains(&ratio),
+        ratio >= 0.5,
         "imported {imported:?} against the realm's own {own:?}"
     );
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over HTTP, against real PostgreSQL and Redis.
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod helpers;
 mod idp;
 
@@ -8,6 +9,7 @@ mod auth;
 mod autobot;
 mod backend;
 mod cli;
+mod console;
 mod credentials;
 mod dashboard;
 mod errors;

@@ -579,3 +579,56 @@ async fn the_autobot_realm_has_providers_of_its_own_and_its_own_landing() {
     // Not an SLM token.
     assert_eq!(app.get("/api/auth/me", token).await.status, 401);
 }
+
+#[tokio::test]
+async fn an_sso_sign_in_started_in_the_console_lands_in_its_session() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let idp = OidcProvider::start(&[callback(&app)], accounts());
+    let provider = oidc_provider(&app, &admin, &idp, json!({})).await;
+    let browser = Browser::new();
+    let login = browser
+        .client
+        .get(app.url("/console/login"))
+        .send()
+        .await
+        .unwrap();
+    let page = login.text().await.unwrap();
+    assert!(page.contains("Sign in with Company IdP"), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let started = browser
+        .client
+        .post(app.url(&format!("/console/login/sso/{provider}")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 303);
+    let authorization = started.headers()["location"].to_str().unwrap().to_owned();
+    let back = browser
+        .sign_in_at_provider(&authorization, "alice", &callback(&app))
+        .await;
+    let landed = browser.client.get(&back).send().await.unwrap();
+    // A page of this origin moves on to the console, so that the SameSite=Strict session
+    // cookie goes with it; no token in any URL.
+    assert_eq!(landed.status(), 200);
+    let cookie = landed.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.starts_with("slm_console=") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(landed.text().await.unwrap().contains("url=/console/"));
+    let home = browser
+        .client
+        .get(app.url("/console/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.unwrap().contains("Signed in as"));
+}
