@@ -322,8 +322,11 @@ impl TestApp {
         let redis_prefixes = vec![vars["REDIS_KEY_PREFIX"].clone()];
         Self {
             address,
+            // Idle connections are dropped before the server's 20-s keep-alive limit, as
+            // nginx's upstream does: a request sent on one the server is closing is lost.
             client: Client::builder()
                 .timeout(Duration::from_secs(30))
+                .pool_idle_timeout(Duration::from_secs(10))
                 .build()
                 .expect("client"),
             slm_db,
