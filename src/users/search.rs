@@ -24,7 +24,8 @@ pub struct UserFilter {
     pub limit: i64,
 }
 
-/// Up to this many matches are counted exactly; beyond it, the planner's estimate is the total.
+/// Up to this many matches are counted exactly; beyond it, the planner's estimate is the total
+/// (or this limit plus one, a lower bound, when the planner expected fewer).
 pub const EXACT_COUNT_LIMIT: i64 = 10_000;
 
 /// The rows a list considers. A search filters on exactly the expression of the trigram index

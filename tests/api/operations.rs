@@ -120,8 +120,8 @@ async fn migrations_run_up_and_down_and_up_again() {
 
 /// A rare search term is looked up in the trigram index; a common one walks the list order and
 /// stops at the page's end (either path alone is slow for the other kind of term); browsing
-/// walks the list order. No shape scans the table. Totals are exact for few matches and the
-/// planner's estimate for many.
+/// walks the list order. No shape scans the table. Totals are exact for few matches, the
+/// planner's estimate for many, and a lower bound when the planner expected few.
 #[tokio::test]
 async fn search_and_order_use_indexes() {
     let app = spawn_app().await;
@@ -172,6 +172,20 @@ async fn search_and_order_use_indexes() {
     assert_eq!(rare.body["total"], 11, "{}", rare.body);
     assert_eq!(rare.header("x-total-count"), Some("11"));
     assert_eq!(items(&rare, "users").len(), 5);
+    // user29, user290–299, user2900–2999 and user29000–29999: counted exactly, on a page and
+    // past the last one.
+    let middle = app.get("/api/slm-users?search=er29&limit=5", &admin).await;
+    assert_eq!(middle.body["total"], 1111, "{}", middle.body);
+    assert_eq!(
+        items(&middle, "users")[0]["username"],
+        "user29",
+        "newest first"
+    );
+    let past = app
+        .get("/api/slm-users?search=er29&skip=5000&limit=5", &admin)
+        .await;
+    assert_eq!(past.body["total"], 1111, "{}", past.body);
+    assert!(items(&past, "users").is_empty());
     // All 30,000 seeded users match: beyond the exact limit, the total is the planner's estimate.
     let common = app.get("/api/slm-users?search=user&limit=5", &admin).await;
     let total = common.body["total"].as_i64().unwrap();
@@ -182,6 +196,32 @@ async fn search_and_order_use_indexes() {
         "user1",
         "newest first"
     );
+
+    // 12,000 more users the statistics do not know of: the planner expects a few matches, and
+    // the count stops past the exact limit, so the total says "more than 10,000".
+    sqlx::query("ALTER TABLE users SET (autovacuum_enabled = false)")
+        .execute(&app.slm_db)
+        .await
+        .unwrap();
+    sqlx::query(
+        r"INSERT INTO users (id, email, username, is_active, is_verified, mfa_enabled,
+                            is_platform_admin, created_at)
+          SELECT gen_random_uuid(), 'unseen' || n || '@example.com', 'unseen' || n, true,
+                 false, false, false, now() - interval '1 day' - n * interval '1 second'
+          FROM generate_series(1, 12000) n",
+    )
+    .execute(&app.slm_db)
+    .await
+    .unwrap();
+    let unseen = app
+        .get("/api/slm-users?search=unseen&limit=5", &admin)
+        .await;
+    assert_eq!(
+        unseen.body["total"], 10_001,
+        "a lower bound: {}",
+        unseen.body
+    );
+    assert_eq!(items(&unseen, "users")[0]["username"], "unseen1");
 }
 
 #[tokio::test]

@@ -1,23 +1,34 @@
 //! User-search benchmark (`cargo bench --bench search`): seeds the AutoBot realm with 10,000,
 //! 100,000 and 1,000,000 users and prints p50/p95/p99 of the dashboard's search
-//! (`GET /api/autobot-users?search=…&limit=50`) with common three-letter terms and with rare
-//! ones, and of the plain list, at each size.
+//! (`GET /api/autobot-users?search=…&limit=50`) for terms of every frequency (common, about
+//! 0.5% of the users, rare, absent) and of the plain list, at each size, each by 16 concurrent
+//! clients, with PostgreSQL's CPU per request (every `postgres` process, from /proc: run it on
+//! a quiet machine).
 //! Asserts nothing about speed (machines are shared and noisy). Needs PostgreSQL and Redis like
 //! the tests (`TEST_DATABASE_URL`, `TEST_REDIS_URL`). `BENCH_MAX_USERS` stops earlier.
 #![allow(clippy::unwrap_used, dead_code)]
 
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod proc;
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use helpers::*;
 
-const SAMPLES: usize = 300;
+const SAMPLES: usize = 640;
+const CLIENTS: usize = 16;
 /// Three-letter searches of the kind an admin types; each matches 5% to a third of the users.
 const COMMON: &[&str] = &["ali", "son", "mar", "ber", "ann", "tho", "kim", "lee"];
-/// Searches for one user or a few, or for nobody: the trigram index's case.
-const RARE: &[&str] = &["4242", "77777", "smith9999", "qqq"];
+/// Three-character fragments that about 0.4% of the users contain at a million (the numbers in
+/// their names), the hardest case for both ways of searching: too many matches to sort cheaply,
+/// too few to find 50 soon by walking the newest first.
+const MIDDLE: &[&str] = &["123", "456", "789", "314", "271", "618", "905", "842"];
+/// Searches for one user or a few.
+const RARE: &[&str] = &["4242", "77777", "smith9999", "thomasjones31"];
+/// Searches nobody matches.
+const ABSENT: &[&str] = &["qqq", "zzx", "nobody-here", "xyzzy"];
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
@@ -51,24 +62,43 @@ async fn seed(app: &TestApp, from: i64, to: i64) {
     .execute(&app.autobot_db)
     .await
     .unwrap();
-    sqlx::query("ANALYZE users")
+    // As autovacuum leaves a table in service: statistics, and the trigram index's pending
+    // entries merged (a search reads every pending entry until then).
+    sqlx::query("VACUUM ANALYZE users")
         .execute(&app.autobot_db)
         .await
         .unwrap();
 }
 
-async fn latencies(app: &TestApp, token: &str, query: impl Fn(usize) -> String) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(SAMPLES);
-    for i in 0..SAMPLES {
-        let url = app.url(&format!("/api/autobot-users?{}", query(i)));
-        let started = Instant::now();
-        let answer = app.client.get(url).bearer_auth(token).send().await.unwrap();
-        assert_eq!(answer.status(), 200);
-        let _ = answer.bytes().await.unwrap();
-        samples.push(started.elapsed());
-    }
+/// Latencies of `SAMPLES` requests made by `CLIENTS` concurrent clients, sorted, and
+/// PostgreSQL's CPU per request.
+async fn latencies(
+    app: &TestApp,
+    token: &str,
+    query: impl Fn(usize) -> String,
+) -> (Vec<Duration>, Duration) {
+    let pg_before = proc::postgres_cpu();
+    let mut samples: Vec<Duration> = futures_util::stream::iter(0..SAMPLES)
+        .map(|i| {
+            let request = app
+                .client
+                .get(app.url(&format!("/api/autobot-users?{}", query(i))))
+                .bearer_auth(token);
+            async move {
+                let started = Instant::now();
+                let answer = request.send().await.unwrap();
+                let status = answer.status();
+                let body = answer.bytes().await.unwrap();
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                started.elapsed()
+            }
+        })
+        .buffer_unordered(CLIENTS)
+        .collect()
+        .await;
+    let pg = (proc::postgres_cpu() - pg_before) / SAMPLES as f64;
     samples.sort();
-    samples
+    (samples, Duration::from_secs_f64(pg.max(0.0)))
 }
 
 #[tokio::main]
@@ -82,7 +112,8 @@ async fn main() {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     println!("machine: {cores} cores; server, PostgreSQL and this client share them");
     println!(
-        "{SAMPLES} sequential requests per figure, limit=50; common terms {COMMON:?}, rare {RARE:?}"
+        "{SAMPLES} requests per figure by {CLIENTS} concurrent clients, limit=50; terms: common \
+         {COMMON:?}, middle {MIDDLE:?}, rare {RARE:?}, absent {ABSENT:?}"
     );
     let mut seeded = 0;
     for size in [10_000, 100_000, 1_000_000]
@@ -101,19 +132,33 @@ async fn main() {
         };
         // One warm-up pass, so that the figures are of a warm cache, as in service.
         latencies(&app, &token, term(COMMON)).await;
-        let common = latencies(&app, &token, term(COMMON)).await;
-        let rare = latencies(&app, &token, term(RARE)).await;
-        let browse = latencies(&app, &token, |i| format!("skip={}&limit=50", (i % 20) * 50)).await;
-        for (what, samples) in [
-            ("search, common", common),
-            ("search, rare  ", rare),
-            ("list          ", browse),
-        ] {
+        latencies(&app, &token, term(MIDDLE)).await;
+        let figures = [
+            (
+                "search, common",
+                latencies(&app, &token, term(COMMON)).await,
+            ),
+            (
+                "search, middle",
+                latencies(&app, &token, term(MIDDLE)).await,
+            ),
+            ("search, rare  ", latencies(&app, &token, term(RARE)).await),
+            (
+                "search, absent",
+                latencies(&app, &token, term(ABSENT)).await,
+            ),
+            (
+                "list          ",
+                latencies(&app, &token, |i| format!("skip={}&limit=50", (i % 20) * 50)).await,
+            ),
+        ];
+        for (what, (samples, pg)) in figures {
             println!(
-                "  {what}: p50 {}  p95 {}  p99 {}",
+                "  {what}: p50 {}  p95 {}  p99 {}  PostgreSQL CPU {} per request",
                 ms(percentile(&samples, 0.50)),
                 ms(percentile(&samples, 0.95)),
-                ms(percentile(&samples, 0.99))
+                ms(percentile(&samples, 0.99)),
+                ms(pg)
             );
         }
     }
