@@ -157,8 +157,8 @@ pub async fn mfa_verify(
 ) -> Result<Markup, ApiError> {
     let code = SecretString::from(fields.get("code").unwrap_or_default());
     let notice = match mfa::verify_setup(&target.app, &target.realm, &me, &code).await {
-        Ok(()) => html! { div.notice role="status" { p { "Two-factor authentication is on." } } },
-        Err(err) => html! { div.problem role="alert" { p { (message(&err)) } } },
+        Ok(()) => done("Two-factor authentication is on."),
+        Err(err) => refused(&err),
     };
     account_page(&target, &me, &csrf, Some(notice)).await
 }
@@ -170,12 +170,11 @@ pub async fn mfa_disable(
     fields: ConsoleForm,
 ) -> Result<Markup, ApiError> {
     let password = SecretString::from(fields.get("password").unwrap_or_default());
-    let notice = match mfa::disable(&target.app, &target.realm, &me, Proof::Password(&password))
-        .await
-    {
-        Ok(()) => html! { div.notice role="status" { p { "Two-factor authentication is off." } } },
-        Err(err) => html! { div.problem role="alert" { p { (message(&err)) } } },
-    };
+    let notice =
+        match mfa::disable(&target.app, &target.realm, &me, Proof::Password(&password)).await {
+            Ok(()) => done("Two-factor authentication is off."),
+            Err(err) => refused(&err),
+        };
     account_page(&target, &me, &csrf, Some(notice)).await
 }
 
@@ -192,7 +191,7 @@ pub async fn mfa_backup_codes(
                 "New backup codes (the old ones no longer work)",
                 &codes.join("\n"),
             ),
-            Err(err) => html! { div.problem role="alert" { p { (message(&err)) } } },
+            Err(err) => refused(&err),
         };
     account_page(&target, &me, &csrf, Some(notice)).await
 }
@@ -219,12 +218,13 @@ pub async fn create_api_key(
         expires_days,
         expires_in_days: None,
     };
-    let notice = match api_keys::parse_request(request, &me.permissions) {
-        Ok(new) => match api_keys::issue(&target.realm, &me.actor(), me.user_id, new).await {
-            Ok(created) => once(&format!("API key {}", created.name), &created.key),
-            Err(err) => html! { div.problem role="alert" { p { (message(&err)) } } },
-        },
-        Err(err) => html! { div.problem role="alert" { p { (message(&err)) } } },
+    let issued = match api_keys::parse_request(request, &me.permissions) {
+        Ok(new) => api_keys::issue(&target.realm, &me.actor(), me.user_id, new).await,
+        Err(err) => Err(err),
+    };
+    let notice = match issued {
+        Ok(created) => once(&format!("API key {}", created.name), &created.key),
+        Err(err) => refused(&err),
     };
     account_page(&target, &me, &csrf, Some(notice)).await
 }
@@ -239,4 +239,14 @@ pub async fn revoke_api_key(
 ) -> Result<Response, ApiError> {
     api_keys::revoke(&target.realm, &me.actor(), me.user_id, path.key_id).await?;
     Ok(Redirect::to("/console/account").into_response())
+}
+
+/// The line that says a change of the account was made.
+fn done(text: &str) -> Markup {
+    html! { div.notice role="status" { p { (text) } } }
+}
+
+/// What the API said of a refused change, shown on the account page.
+fn refused(err: &ApiError) -> Markup {
+    html! { div.problem role="alert" { p { (message(err)) } } }
 }
