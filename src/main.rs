@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 /// mimalloc gives freed memory back to the system: an Argon2 hash's 19 MiB area, freed, does not
-/// stay resident as it would with the system allocator (README, Performance).
+/// stay resident as it would with the system allocator (README, Benchmarks).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -13,15 +13,15 @@ use slm_server::{Application, Environment, Settings};
 
 /// mimalloc's options of this program: its arenas are committed as they are used, not ahead of
 /// it (`ARENA_EAGER_COMMIT` 0), so a fresh server holds half the memory; and freed memory goes
-/// back to the system after 200 ms unused (`PURGE_DELAY`): the 19 MiB areas of a burst of
-/// Argon2 hashes are reused while the burst lasts (returning each one at once costs every hash
-/// its page faults again: a third more CPU per login) and returned right after it. mimalloc reads them from the environment when the
-/// process starts, before `main` runs, so a process started without them starts itself again
-/// with them (once: an operator's own `MIMALLOC_*` values are kept).
+/// back to the system at once (`PURGE_DELAY` 0). The Argon2 work areas of a burst of logins are
+/// not freed between its hashes (the password hasher passes them on), so an immediate return
+/// costs a burst nothing and an idle server keeps no area. mimalloc reads these options from the
+/// environment when the process starts, before `main` runs, so a process started without them
+/// starts itself again with them (once: an operator's own `MIMALLOC_*` values are kept).
 fn tune_allocator() {
     const OPTIONS: [(&str, &str); 2] = [
         ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
-        ("MIMALLOC_PURGE_DELAY", "200"),
+        ("MIMALLOC_PURGE_DELAY", "0"),
     ];
     if OPTIONS
         .iter()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
-use crate::credentials::password::{REJECTED, Scheme, Verified};
+use crate::credentials::password::{KEPT_AREA_BLOCKS, REJECTED, Scheme, Verified, WorkArea};
 use crate::http::error::ApiError;
 
 /// Where password hashes run: on tokio's blocking threads, at most `workers` at once, because a
@@ -21,6 +21,10 @@ use crate::http::error::ApiError;
 ///   once;
 /// - a hash that cannot start within `max_wait` answers 503 with `Retry-After`, well before
 ///   the request's own deadline.
+///
+/// The Argon2 work areas of a burst of checks are reused from one check to the next, and all
+/// freed when the last admitted hash ends: a burst costs no allocation per check, and an idle
+/// server holds none.
 #[derive(Clone)]
 pub struct PasswordHasher(Arc<Inner>);
 
@@ -31,6 +35,11 @@ struct Inner {
     clients: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
     per_client: usize,
     max_wait: Duration,
+    /// Hashes that run at once, and `workers + queue`: the permits of `running` and `admitted`.
+    workers: usize,
+    capacity: usize,
+    /// Work areas that finished checks left for the next ones.
+    areas: Mutex<Vec<WorkArea>>,
 }
 
 fn busy() -> ApiError {
@@ -51,6 +60,9 @@ impl PasswordHasher {
             clients: Mutex::new(HashMap::new()),
             per_client: workers,
             max_wait,
+            workers,
+            capacity: workers + queue,
+            areas: Mutex::new(Vec::new()),
         }))
     }
 
@@ -68,6 +80,29 @@ impl PasswordHasher {
             && clients.get(&ip).is_some_and(|s| Arc::strong_count(s) == 1)
         {
             clients.remove(&ip);
+        }
+    }
+
+    /// A work area for a check: one a finished check left, or an empty one (allocated by the
+    /// check if it needs one).
+    fn take_area(&self) -> WorkArea {
+        let mut areas = self.0.areas.lock().unwrap_or_else(|p| p.into_inner());
+        areas.pop().unwrap_or_default()
+    }
+
+    /// Keeps `area` for the next check while other hashes are admitted; frees every kept area
+    /// when the caller's (still admitted) is the last.
+    fn give_back(&self, area: WorkArea) {
+        let admitted = self
+            .0
+            .capacity
+            .saturating_sub(self.0.admitted.available_permits());
+        let others_admitted = admitted > 1;
+        let mut areas = self.0.areas.lock().unwrap_or_else(|p| p.into_inner());
+        if !others_admitted {
+            areas.clear();
+        } else if area.len() == KEPT_AREA_BLOCKS && areas.len() < self.0.workers {
+            areas.push(area);
         }
     }
 
@@ -130,16 +165,24 @@ impl PasswordHasher {
     ) -> Result<Verified, ApiError> {
         let password = password.clone();
         let stored = stored.map(str::to_owned);
+        let hasher = self.clone();
         self.run(client, move || {
             let password = password.expose_secret();
-            let Some(stored) = stored else {
-                scheme.verify(password, &scheme.dummy());
-                return REJECTED;
+            let mut area = hasher.take_area();
+            let verified = match stored {
+                None => {
+                    scheme.verify(password, &scheme.dummy(), &mut area);
+                    REJECTED
+                }
+                Some(stored) => {
+                    let verified = scheme.verify(password, &stored, &mut area);
+                    if !verified.ok && !scheme.is_current(&stored) {
+                        scheme.verify(password, &scheme.dummy(), &mut area);
+                    }
+                    verified
+                }
             };
-            let verified = scheme.verify(password, &stored);
-            if !verified.ok && !scheme.is_current(&stored) {
-                scheme.verify(password, &scheme.dummy());
-            }
+            hasher.give_back(area);
             verified
         })
         .await
@@ -307,5 +350,40 @@ mod tests {
         let imported = time(Some(cheap));
         // Cost 4 alone is 64 times cheaper than cost 10; with the dummy it costs more than both.
         assert!(imported >= own / 2, "{imported:?} against {own:?}");
+    }
+
+    fn kept_areas(hasher: &PasswordHasher) -> usize {
+        hasher.0.areas.lock().expect("areas").len()
+    }
+
+    #[tokio::test]
+    async fn argon2_work_areas_are_kept_during_a_burst_and_freed_after_it() {
+        let hasher = PasswordHasher::new(2, 4, Duration::from_secs(30));
+        let stored = Scheme::Argon2id.hash("pw-one-two").expect("hash");
+        let check = |hasher: PasswordHasher, password: &'static str| {
+            let stored = stored.clone();
+            async move {
+                hasher
+                    .verify(None, &password.into(), Some(&stored), Scheme::Argon2id)
+                    .await
+                    .expect("verify")
+                    .ok
+            }
+        };
+        // Alone: the area is freed with the check.
+        assert!(check(hasher.clone(), "pw-one-two").await);
+        assert_eq!(kept_areas(&hasher), 0);
+        // Beside another admitted hash: the area waits for the next check, which reuses it.
+        let (running, is_running, release) = blocking_job(&hasher, None);
+        wait_started(is_running).await;
+        assert!(!check(hasher.clone(), "wrong").await);
+        assert_eq!(kept_areas(&hasher), 1);
+        assert!(check(hasher.clone(), "pw-one-two").await);
+        assert_eq!(kept_areas(&hasher), 1);
+        // The last hash of the burst frees it.
+        release.send(()).expect("release");
+        running.await.expect("join").expect("job");
+        assert!(check(hasher.clone(), "pw-one-two").await);
+        assert_eq!(kept_areas(&hasher), 0);
     }
 }

@@ -1,7 +1,7 @@
 //! Password hashes: the argon2 and bcrypt crates' own hash and verify, with the parameters
 //! of each realm's scheme. Blocking work: [`crate::credentials::hasher`] runs it.
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher as _, Version};
 
 /// How a realm stores new passwords (docs/api.md §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +39,14 @@ pub const REJECTED: Verified = Verified {
     ok: false,
     needs_rehash: false,
 };
+
+/// The memory of one Argon2 hash (19 MiB at the realm's parameters), which a check fills
+/// entirely before reading it: it can serve one check after another unwiped.
+pub type WorkArea = Vec<Block>;
+
+/// The blocks of an area worth keeping between checks: the realm's own parameters. A larger
+/// area (an imported hash with more memory) is freed after its check.
+pub const KEPT_AREA_BLOCKS: usize = ARGON2_M as usize;
 
 fn argon2() -> Argon2<'static> {
     #[expect(
@@ -90,15 +98,13 @@ impl Scheme {
     }
 
     /// Checks `password` against a stored Argon2 (any variant and parameters) or bcrypt
-    /// (`$2a$`, `$2b$`, `$2y$`) hash (blocking: call it on the pool). An unreadable hash is a
-    /// mismatch, never an error: the caller answers as for a wrong password.
-    pub fn verify(self, password: &str, stored: &str) -> Verified {
+    /// (`$2a$`, `$2b$`, `$2y$`) hash (blocking: call it on the pool), an Argon2 one in `area`.
+    /// An unreadable hash is a mismatch, never an error: the caller answers as for a wrong
+    /// password.
+    pub fn verify(self, password: &str, stored: &str, area: &mut WorkArea) -> Verified {
         let ok = if stored.starts_with("$argon2") {
-            PasswordHash::new(stored).is_ok_and(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
+            PasswordHash::new(stored)
+                .is_ok_and(|parsed| argon2_matches(password.as_bytes(), &parsed, area))
         } else if ["$2a$", "$2b$", "$2y$"]
             .iter()
             .any(|p| stored.starts_with(p))
@@ -117,6 +123,36 @@ impl Scheme {
     }
 }
 
+/// What the argon2 crate's `verify_password` does (the hash's own algorithm, version and
+/// parameters; the crate's constant-time comparison of outputs), computed in `area` instead of
+/// a newly allocated and zeroed one: at 19 MiB, allocating and zeroing cost a tenth of a check.
+fn argon2_matches(password: &[u8], stored: &PasswordHash, area: &mut WorkArea) -> bool {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(stored.algorithm.as_str()),
+        Params::try_from(stored),
+    ) else {
+        return false;
+    };
+    let Ok(version) = stored
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if area.len() < blocks {
+        area.resize(blocks, Block::default());
+    }
+    let mut output = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut output, &mut area[..blocks])
+        .is_ok()
+        && argon2::password_hash::phc::Output::new(&output).is_ok_and(|o| &o == expected)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,7 +166,7 @@ mod tests {
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
-        let ok = Scheme::Argon2id.verify("correct horse", &hash);
+        let ok = Scheme::Argon2id.verify("correct horse", &hash, &mut WorkArea::new());
         assert_eq!(
             ok,
             Verified {
@@ -138,7 +174,11 @@ mod tests {
                 needs_rehash: false
             }
         );
-        assert!(!Scheme::Argon2id.verify("wrong horse", &hash).ok);
+        assert!(
+            !Scheme::Argon2id
+                .verify("wrong horse", &hash, &mut WorkArea::new())
+                .ok
+        );
     }
 
     #[test]
@@ -146,20 +186,24 @@ mod tests {
         let hash = BCRYPT_LOW.hash("correct horse").expect("hash");
         assert!(hash.starts_with("$2b$04$"), "{hash}");
         assert_eq!(
-            BCRYPT_LOW.verify("correct horse", &hash),
+            BCRYPT_LOW.verify("correct horse", &hash, &mut WorkArea::new()),
             Verified {
                 ok: true,
                 needs_rehash: false
             }
         );
-        assert!(!BCRYPT_LOW.verify("wrong horse", &hash).ok);
+        assert!(
+            !BCRYPT_LOW
+                .verify("wrong horse", &hash, &mut WorkArea::new())
+                .ok
+        );
     }
 
     #[test]
     fn any_known_hash_verifies_and_asks_to_be_rehashed_to_the_realms_scheme() {
         let bcrypt_hash = BCRYPT_LOW.hash("pw-one-two").expect("bcrypt");
         let argon_hash = Scheme::Argon2id.hash("pw-one-two").expect("argon2");
-        let moved = Scheme::Argon2id.verify("pw-one-two", &bcrypt_hash);
+        let moved = Scheme::Argon2id.verify("pw-one-two", &bcrypt_hash, &mut WorkArea::new());
         assert_eq!(
             moved,
             Verified {
@@ -167,7 +211,7 @@ mod tests {
                 needs_rehash: true
             }
         );
-        let moved = BCRYPT_LOW.verify("pw-one-two", &argon_hash);
+        let moved = BCRYPT_LOW.verify("pw-one-two", &argon_hash, &mut WorkArea::new());
         assert_eq!(
             moved,
             Verified {
@@ -177,9 +221,17 @@ mod tests {
         );
         // Another bcrypt cost, and the $2y$ spelling of PHP's bcrypt, also verify.
         let other_cost = bcrypt::hash("pw-one-two", 5).expect("cost 5");
-        assert!(BCRYPT_LOW.verify("pw-one-two", &other_cost).needs_rehash);
+        assert!(
+            BCRYPT_LOW
+                .verify("pw-one-two", &other_cost, &mut WorkArea::new())
+                .needs_rehash
+        );
         let php = other_cost.replacen("$2b$", "$2y$", 1);
-        assert!(BCRYPT_LOW.verify("pw-one-two", &php).ok);
+        assert!(
+            BCRYPT_LOW
+                .verify("pw-one-two", &php, &mut WorkArea::new())
+                .ok
+        );
         // Other Argon2 parameters verify and are upgraded.
         let weak = Argon2::new(
             Algorithm::Argon2id,
@@ -190,7 +242,7 @@ mod tests {
         .expect("weak")
         .to_string();
         assert_eq!(
-            Scheme::Argon2id.verify("pw-one-two", &weak),
+            Scheme::Argon2id.verify("pw-one-two", &weak, &mut WorkArea::new()),
             Verified {
                 ok: true,
                 needs_rehash: true
@@ -199,9 +251,63 @@ mod tests {
     }
 
     #[test]
+    fn one_work_area_serves_checks_of_any_parameters_in_turn() {
+        // The area is reused unwiped, larger or smaller than the next hash needs: what a check
+        // leaves in it never changes the next one's outcome.
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            Params::new(8192, 1, 1, None).expect("params"),
+        )
+        .hash_password(b"other password")
+        .expect("weak")
+        .to_string();
+        let argon2i = Argon2::new(
+            Algorithm::Argon2i,
+            argon2::Version::V0x10,
+            Params::new(1024, 3, 1, Some(16)).expect("params"),
+        )
+        .hash_password(b"third one")
+        .expect("argon2i")
+        .to_string();
+        let current = Scheme::Argon2id.hash("correct horse").expect("hash");
+        let mut area = WorkArea::new();
+        for _ in 0..2 {
+            assert!(
+                Scheme::Argon2id
+                    .verify("correct horse", &current, &mut area)
+                    .ok
+            );
+            assert!(
+                !Scheme::Argon2id
+                    .verify("correct horsE", &current, &mut area)
+                    .ok
+            );
+            assert!(
+                Scheme::Argon2id
+                    .verify("other password", &weak, &mut area)
+                    .ok
+            );
+            assert!(
+                !Scheme::Argon2id
+                    .verify("correct horse", &weak, &mut area)
+                    .ok
+            );
+            assert!(Scheme::Argon2id.verify("third one", &argon2i, &mut area).ok);
+            assert!(!Scheme::Argon2id.verify("third two", &argon2i, &mut area).ok);
+        }
+        assert_eq!(area.len(), KEPT_AREA_BLOCKS);
+    }
+
+    #[test]
     fn garbage_never_verifies() {
         for stored in ["", "plain", "$argon2id$broken", "$2b$12$short", "$1$md5$"] {
-            assert!(!Scheme::Argon2id.verify("x", stored).ok, "{stored}");
+            assert!(
+                !Scheme::Argon2id
+                    .verify("x", stored, &mut WorkArea::new())
+                    .ok,
+                "{stored}"
+            );
         }
     }
 
