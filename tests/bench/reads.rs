@@ -14,7 +14,10 @@
 //!    request;
 //! 3. `PATCH` of a user (with its audit event and outbox message), PostgreSQL CPU per request;
 //! 4. logins per second against raw Argon2id verifications per second, server CPU per login
-//!    against one raw verification.
+//!    against one raw verification;
+//! 5. the reads of 2 again on a second server that reaches PostgreSQL as docs/deployment.md
+//!    advises for a database on the same host: its Unix socket, pools of two connections per
+//!    core (pgbench through the same socket).
 #![allow(clippy::unwrap_used, dead_code)]
 
 #[path = "../api/helpers.rs"]
@@ -42,24 +45,57 @@ impl Drop for Server {
     }
 }
 
-async fn start_server() -> (TestApp, Server, u32) {
+/// How the server reaches PostgreSQL.
+struct Transport {
+    /// The directory of PostgreSQL's Unix socket, or TCP as the tests connect.
+    socket: Option<String>,
+    pool: usize,
+}
+
+/// A database URL through `transport`'s socket, if it has one.
+fn through(url: &str, transport: &Transport) -> String {
+    match &transport.socket {
+        Some(dir) => format!("{url}?host={dir}"),
+        None => url.to_owned(),
+    }
+}
+
+/// The directory of PostgreSQL's Unix socket, if it has one (`psql` asks it).
+fn socket_directory(database_url: &str) -> Option<String> {
+    let out = Command::new("psql")
+        .args([database_url, "-Atc", "SHOW unix_socket_directories"])
+        .output()
+        .ok()?;
+    let dirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let dir = dirs.split(',').next()?.trim().to_owned();
+    (out.status.success() && std::path::Path::new(&dir).is_dir()).then_some(dir)
+}
+
+async fn start_server(transport: &Transport) -> (TestApp, Server, u32) {
     let mut vars = test_vars(Options {
         vars: vec![
             ("LOCKOUT_THRESHOLD", "1000000".into()),
             ("PASSWORD_HASH_QUEUE", "10000".into()),
-            ("SLM_DB_POOL_SIZE", "20".into()),
-            ("AUTOBOT_DB_POOL_SIZE", "20".into()),
+            ("SLM_DB_POOL_SIZE", transport.pool.to_string()),
+            ("AUTOBOT_DB_POOL_SIZE", transport.pool.to_string()),
         ],
         ..Options::default()
     });
     let port = free_port();
     vars.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+    // The server connects through the transport; this process (set-up, clean-up) by TCP.
+    let mut server_vars = vars.clone();
+    for url in ["SLM_DATABASE_URL", "AUTOBOT_DATABASE_URL"] {
+        server_vars.insert(url.into(), through(&vars[url], transport));
+    }
     let log = std::env::temp_dir().join("slm-server-bench-reads.log");
     let child = Command::new(env!("CARGO_BIN_EXE_slm-server"))
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(&vars)
+        .envs(&server_vars)
+        // The allocator's options, to compare them (the server's own choice otherwise).
+        .envs(std::env::vars().filter(|(name, _)| name.starts_with("MIMALLOC_")))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -189,7 +225,11 @@ fn pgbench(database_url: &str, id: &str) -> f64 {
 #[tokio::main]
 async fn main() {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let (app, _server, pid) = start_server().await;
+    let tcp = Transport {
+        socket: None,
+        pool: 20,
+    };
+    let (app, _server, pid) = start_server(&tcp).await;
     let mut report = vec![format!(
         "machine: {cores} cores; server, PostgreSQL and this load generator share them"
     )];
@@ -233,39 +273,8 @@ async fn main() {
     let target = app
         .create_user("autobot", "read-target", PASSWORD, &["user"])
         .await;
-    let (client, read_url) = (
-        app.client.clone(),
-        app.url(&format!("/api/autobot-users/{target}")),
-    );
-    let token = admin.clone();
-    let read = move || {
-        let (client, url, token) = (client.clone(), read_url.clone(), token.clone());
-        async move {
-            client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        }
-    };
-    flood(CLIENTS, read.clone()).await; // warm up: pools, plans, caches
-    let (server_before, pg_before) = (cpu_of(pid), postgres_cpu());
-    let reads = flood(CLIENTS, read).await;
-    let (server_cpu, pg_cpu) = (cpu_of(pid) - server_before, postgres_cpu() - pg_before);
-    let limit = pgbench(&app.var("AUTOBOT_DATABASE_URL"), &target);
-    let rate = reads as f64 / SECONDS as f64;
-    report.push(format!(
-        "GET /api/autobot-users/{{id}}, {CLIENTS} clients: {rate:.0}/s = {:.2} of the pgbench \
-         primary-key limit ({limit:.0}/s); CPU per request: PostgreSQL {:.3} ms, server {:.3} ms",
-        rate / limit,
-        pg_cpu * 1000.0 / reads as f64,
-        server_cpu * 1000.0 / reads as f64
-    ));
-
-    // 3. PATCH. (pgbench's sessions have just ended: their CPU reaches the postmaster's count
-    // of its ended children when it reaps them, which must not fall into this window.)
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    report.push(reads(&app, pid, &admin, &target, &tcp).await);
+    // 3. PATCH.
     let patches = 500;
     let (server_before, pg_before) = (cpu_of(pid), postgres_cpu());
     for i in 0..patches {
@@ -312,7 +321,78 @@ async fn main() {
         server_cpu / logins as f64 / raw_cpu,
         raw_cpu * 1000.0
     ));
+
+    // 5. The reads again as docs/deployment.md advises for a database on the same host: its
+    // Unix socket and pools of two connections per core.
+    drop(_server);
+    match socket_directory(&app.var("AUTOBOT_DATABASE_URL")) {
+        Some(dir) => {
+            let local = Transport {
+                socket: Some(dir),
+                pool: 2 * cores,
+            };
+            let (app, _server, pid) = start_server(&local).await;
+            let admin = app.admin().await;
+            let target = app
+                .create_user("autobot", "read-target", PASSWORD, &["user"])
+                .await;
+            report.push(reads(&app, pid, &admin, &target, &local).await);
+        }
+        None => report.push("no Unix socket of PostgreSQL found: reads through it skipped".into()),
+    }
     for line in report {
         println!("{line}");
     }
+}
+
+/// Authenticated `GET /api/autobot-users/{target}` by `CLIENTS` clients against the pgbench
+/// limit through the same transport, with CPU per request.
+async fn reads(
+    app: &TestApp,
+    pid: u32,
+    admin: &str,
+    target: &str,
+    transport: &Transport,
+) -> String {
+    let (client, read_url) = (
+        app.client.clone(),
+        app.url(&format!("/api/autobot-users/{target}")),
+    );
+    let token = admin.to_owned();
+    let read = move || {
+        let (client, url, token) = (client.clone(), read_url.clone(), token.clone());
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    };
+    flood(CLIENTS, read.clone()).await; // warm up: pools, plans, caches
+    let (server_before, pg_before) = (cpu_of(pid), postgres_cpu());
+    let reads = flood(CLIENTS, read).await;
+    let (server_cpu, pg_cpu) = (cpu_of(pid) - server_before, postgres_cpu() - pg_before);
+    let limit = pgbench(
+        &through(&app.var("AUTOBOT_DATABASE_URL"), transport),
+        target,
+    );
+    let rate = reads as f64 / SECONDS as f64;
+    // pgbench's sessions have just ended: their CPU reaches the postmaster's count of its
+    // ended children when it reaps them, which must not fall into the next window.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let how = match &transport.socket {
+        Some(_) => "Unix socket",
+        None => "TCP as the tests connect",
+    };
+    format!(
+        "GET /api/autobot-users/{{id}}, {CLIENTS} clients, {how}, pools of {}: {rate:.0}/s = \
+         {:.2} of the pgbench primary-key limit ({limit:.0}/s); CPU per request: PostgreSQL \
+         {:.3} ms, server {:.3} ms",
+        transport.pool,
+        rate / limit,
+        pg_cpu * 1000.0 / reads as f64,
+        server_cpu * 1000.0 / reads as f64
+    )
 }
