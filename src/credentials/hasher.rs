@@ -346,8 +346,14 @@ mod tests {
             assert!(!verified.ok);
             started.elapsed()
         };
-        let own = time(Some(realm.hash("pw-one-two").expect("hash")));
-        let imported = time(Some(cheap));
+        // The shortest of five interleaved rounds each: the other tests hash on the same cores,
+        // and a round they slow down must not decide.
+        let own_hash = realm.hash("pw-one-two").expect("hash");
+        let (mut own, mut imported) = (Duration::MAX, Duration::MAX);
+        for _ in 0..5 {
+            own = own.min(time(Some(own_hash.clone())));
+            imported = imported.min(time(Some(cheap.clone())));
+        }
         // Cost 4 alone is 64 times cheaper than cost 10; with the dummy it costs more than both.
         assert!(imported >= own / 2, "{imported:?} against {own:?}");
     }
