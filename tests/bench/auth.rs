@@ -160,6 +160,8 @@ async fn start_server() -> (TestApp, Server) {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&vars)
+            // The allocator's options, to compare them (the server's own choice otherwise).
+            .envs(std::env::vars().filter(|(name, _)| name.starts_with("MIMALLOC_")))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
