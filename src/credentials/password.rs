@@ -159,6 +159,24 @@ mod tests {
 
     const BCRYPT_LOW: Scheme = Scheme::Bcrypt { cost: 4 };
 
+    /// A hash made with other Argon2 settings than the realm's (m KiB, t passes, one lane).
+    fn argon2_hash(
+        algorithm: Algorithm,
+        version: Version,
+        m: u32,
+        t: u32,
+        password: &str,
+    ) -> String {
+        Argon2::new(
+            algorithm,
+            version,
+            Params::new(m, t, 1, None).expect("params"),
+        )
+        .hash_password(password.as_bytes())
+        .expect("hash")
+        .to_string()
+    }
+
     #[test]
     fn argon2id_hashes_carry_the_fixed_parameters_and_verify() {
         let hash = Scheme::Argon2id.hash("correct horse").expect("hash");
@@ -233,14 +251,7 @@ mod tests {
                 .ok
         );
         // Other Argon2 parameters verify and are upgraded.
-        let weak = Argon2::new(
-            Algorithm::Argon2id,
-            argon2::Version::V0x13,
-            Params::new(8192, 1, 1, None).expect("params"),
-        )
-        .hash_password(b"pw-one-two")
-        .expect("weak")
-        .to_string();
+        let weak = argon2_hash(Algorithm::Argon2id, Version::V0x13, 8192, 1, "pw-one-two");
         assert_eq!(
             Scheme::Argon2id.verify("pw-one-two", &weak, &mut WorkArea::new()),
             Verified {
@@ -254,47 +265,39 @@ mod tests {
     fn one_work_area_serves_checks_of_any_parameters_in_turn() {
         // The area is reused unwiped, larger or smaller than the next hash needs: what a check
         // leaves in it never changes the next one's outcome.
-        let weak = Argon2::new(
-            Algorithm::Argon2id,
-            argon2::Version::V0x13,
-            Params::new(8192, 1, 1, None).expect("params"),
-        )
-        .hash_password(b"other password")
-        .expect("weak")
-        .to_string();
-        let argon2i = Argon2::new(
-            Algorithm::Argon2i,
-            argon2::Version::V0x10,
-            Params::new(1024, 3, 1, Some(16)).expect("params"),
-        )
-        .hash_password(b"third one")
-        .expect("argon2i")
-        .to_string();
-        let current = Scheme::Argon2id.hash("correct horse").expect("hash");
+        let hashes = [
+            (
+                "correct horse",
+                Scheme::Argon2id.hash("correct horse").expect("hash"),
+            ),
+            (
+                "other password",
+                argon2_hash(
+                    Algorithm::Argon2id,
+                    Version::V0x13,
+                    8192,
+                    1,
+                    "other password",
+                ),
+            ),
+            (
+                "third one",
+                argon2_hash(Algorithm::Argon2i, Version::V0x10, 1024, 3, "third one"),
+            ),
+        ];
         let mut area = WorkArea::new();
         for _ in 0..2 {
-            assert!(
-                Scheme::Argon2id
-                    .verify("correct horse", &current, &mut area)
-                    .ok
-            );
-            assert!(
-                !Scheme::Argon2id
-                    .verify("correct horsE", &current, &mut area)
-                    .ok
-            );
-            assert!(
-                Scheme::Argon2id
-                    .verify("other password", &weak, &mut area)
-                    .ok
-            );
-            assert!(
-                !Scheme::Argon2id
-                    .verify("correct horse", &weak, &mut area)
-                    .ok
-            );
-            assert!(Scheme::Argon2id.verify("third one", &argon2i, &mut area).ok);
-            assert!(!Scheme::Argon2id.verify("third two", &argon2i, &mut area).ok);
+            for (password, stored) in &hashes {
+                assert!(
+                    Scheme::Argon2id.verify(password, stored, &mut area).ok,
+                    "{stored}"
+                );
+                let wrong = format!("{password}!");
+                assert!(
+                    !Scheme::Argon2id.verify(&wrong, stored, &mut area).ok,
+                    "{stored}"
+                );
+            }
         }
         assert_eq!(area.len(), KEPT_AREA_BLOCKS);
     }
