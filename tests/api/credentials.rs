@@ -116,6 +116,11 @@ async fn hundred_parallel_wrong_passwords_lock_after_exactly_the_threshold() {
         vars: vec![
             ("LOCKOUT_THRESHOLD", "5".into()),
             ("PASSWORD_HASH_QUEUE", "200".into()),
+            // As in hardening::many_logins_of_one_account_at_once_never_refuse_its_right_password:
+            // room for the polls of the waiting logins on a loaded test machine.
+            ("REQUEST_TIMEOUT_SECONDS", "90".into()),
+            ("AUTOBOT_DB_ACQUIRE_TIMEOUT_MS", "10000".into()),
+            ("AUTOBOT_DB_STATEMENT_TIMEOUT_MS", "10000".into()),
         ],
         ..Options::default()
     })

@@ -51,6 +51,13 @@ async fn many_logins_of_one_account_at_once_never_refuse_its_right_password() {
             ("PASSWORD_HASH_QUEUE", "200".into()),
             // A third of it bounds any wait: ample on a loaded test machine.
             ("REQUEST_TIMEOUT_SECONDS", "90".into()),
+            // The waiting logins poll the account's one row: on a test machine whose two cores
+            // run eight tests at once, a poll can wait longer than the realms' default database
+            // deadlines (1 and 2 s, then 503), which this test is not about.
+            ("AUTOBOT_DB_ACQUIRE_TIMEOUT_MS", "10000".into()),
+            ("AUTOBOT_DB_STATEMENT_TIMEOUT_MS", "10000".into()),
+            ("SLM_DB_ACQUIRE_TIMEOUT_MS", "10000".into()),
+            ("SLM_DB_STATEMENT_TIMEOUT_MS", "10000".into()),
         ],
         databases: Some(dbs.clone()),
     };
