@@ -93,17 +93,20 @@ pub async fn enqueue(
             })
         })
         .collect();
+    // One round trip: the rows, and the NOTIFY that wakes the relay. A NOTIFY is delivered only
+    // when the transaction commits, which is exactly when to relay.
     sqlx::query!(
-        "INSERT INTO slm_server.outbox (user_id, payload) SELECT * FROM UNNEST($1::uuid[], $2::jsonb[])",
+        r#"WITH queued AS (
+               INSERT INTO slm_server.outbox (user_id, payload)
+               SELECT * FROM UNNEST($1::uuid[], $2::jsonb[])
+           )
+           SELECT pg_notify($3, '') AS "notified""#,
         user_ids,
         &payloads,
+        NOTIFY_CHANNEL,
     )
     .execute(&mut *db)
     .await?;
-    // NOTIFY is delivered only when the transaction commits, which is exactly when to relay.
-    sqlx::query!("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
-        .execute(&mut *db)
-        .await?;
     Ok(())
 }
 
@@ -144,15 +147,15 @@ async fn relay_batch(
     redis: &Redis,
     targets: &Targets,
 ) -> Result<usize, ApiError> {
-    let locked =
-        sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock(7263511, 2) AS "locked!""#)
-            .fetch_one(&mut *tx)
-            .await?;
-    if !locked {
-        return Ok(0);
-    }
-    let rows = sqlx::query!(
-        "SELECT id, user_id, payload FROM slm_server.outbox ORDER BY id LIMIT $1",
+    // The batch is taken (deleted) under the realm-wide lock, tried once, before publishing: a
+    // failed publish rolls the transaction back and the rows stay (at-least-once). Another
+    // replica's relay holding the lock takes nothing here.
+    let mut rows = sqlx::query!(
+        r#"WITH relay AS (SELECT pg_try_advisory_xact_lock(7263511, 2) AS locked)
+           DELETE FROM slm_server.outbox
+           WHERE id IN (SELECT o.id FROM slm_server.outbox o, relay
+                        WHERE relay.locked ORDER BY o.id LIMIT $1)
+           RETURNING id, user_id, payload"#,
         BATCH
     )
     .fetch_all(&mut *tx)
@@ -160,6 +163,7 @@ async fn relay_batch(
     if rows.is_empty() {
         return Ok(0);
     }
+    rows.sort_by_key(|r| r.id);
     let started = Instant::now();
     // One pipeline, in id order: each user's messages arrive in commit order everywhere.
     let mut pipe = redis::pipe();
@@ -181,10 +185,6 @@ async fn relay_batch(
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("publishing to Redis failed: {e}")))?;
     metrics::histogram!("outbox_publish_seconds").record(started.elapsed().as_secs_f64());
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    sqlx::query!("DELETE FROM slm_server.outbox WHERE id = ANY($1)", &ids)
-        .execute(&mut *tx)
-        .await?;
     metrics::counter!("outbox_published_total").increment(rows.len() as u64);
     Ok(rows.len())
 }

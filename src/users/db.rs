@@ -1,6 +1,7 @@
 //! The SQL of users and their role assignments (`users`, `user_roles`), and the server's own
 //! state of them (`slm_server.password_state`, `slm_server.bootstrap_state`). The one query that
-//! reads user rows is [`rows`]: sign-in, user management and every list read it there.
+//! reads user rows is [`rows`]: sign-in, user management and every list read it there
+//! ([`update_profile`] answers the same columns, so that a change needs no second read).
 //!
 //! A row of `users` whose `deleted_at` is set is no user (the AutoBot backend soft-deletes):
 //! every query here leaves it out.
@@ -234,9 +235,11 @@ pub async fn update_profile(
     db: &mut PgConnection,
     id: Uuid,
     change: &ProfileChange,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        r"UPDATE public.users SET
+) -> sqlx::Result<Option<UserRow>> {
+    // Answers the row as `rows` reads it, so that a change made last needs no second read.
+    sqlx::query_as!(
+        UserRow,
+        r#"UPDATE public.users u SET
               email = COALESCE($2, email),
               username = COALESCE($3, username),
               display_name = CASE WHEN $4 THEN $5 ELSE display_name END,
@@ -245,7 +248,16 @@ pub async fn update_profile(
               preferences = COALESCE($10, preferences),
               is_active = COALESCE($11, is_active),
               updated_at = now()
-          WHERE id = $1",
+          WHERE u.id = $1 AND u.deleted_at IS NULL
+          RETURNING u.id, u.username::text AS "username!", u.email::text AS "email!",
+                    u.display_name::text, u.bio, u.avatar_url::text, u.org_id, u.is_active,
+                    u.is_verified, u.mfa_enabled, u.is_platform_admin,
+                    u.preferences AS "preferences: Json<Box<RawValue>>",
+                    ARRAY(SELECT ur.role_id FROM public.user_roles ur WHERE ur.user_id = u.id)
+                        AS "role_ids!",
+                    COALESCE((SELECT ps.must_change_password FROM slm_server.password_state ps
+                              WHERE ps.user_id = u.id), false) AS "must_change_password!",
+                    u.last_login_at, u.created_at, u.updated_at"#,
         id,
         change.email,
         change.username,
@@ -258,9 +270,8 @@ pub async fn update_profile(
         change.preferences.clone(),
         change.is_active,
     )
-    .execute(&mut *db)
-    .await?;
-    Ok(())
+    .fetch_optional(&mut *db)
+    .await
 }
 
 /// Makes `role_ids` the user's roles, keeping `is_platform_admin` equal to holding `admin`.

@@ -185,9 +185,6 @@ async fn update_in(
     if let Some(email) = profile.email.as_deref() {
         addresses::hold(db, &[Holder::User(id)], &[email], Some(id)).await?;
     }
-    db::update_profile(db, id, profile)
-        .await
-        .map_err(|e| constraint_conflict(e, USER_CONFLICTS))?;
     let actor = op.0.actor();
     if let Some(hash) = password_hash {
         // An admin setting a password leaves the must-change flag as it was.
@@ -265,5 +262,10 @@ async fn update_in(
         OutboxEvent::UserUpdated
     };
     outbox::enqueue(db, realm, &[id], event).await?;
-    fetch(db, realm, id).await?.ok_or(NOT_FOUND)
+    // The profile last: its answer is the user as this change leaves it.
+    let row = db::update_profile(db, id, profile)
+        .await
+        .map_err(|e| constraint_conflict(e, USER_CONFLICTS))?
+        .ok_or(NOT_FOUND)?;
+    Ok(User::new(row, &realm.catalog()))
 }
