@@ -116,9 +116,8 @@ fn record_outcome(
 }
 
 /// How often the look-alike check's addresses are brought up to date with users written
-/// elsewhere, and how often each realm's catalog of roles is checked for changes.
+/// elsewhere.
 const ADDRESS_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
-const CATALOG_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runs `work` on each serving realm every `period` until shutdown.
 fn every(
@@ -153,15 +152,6 @@ fn sweep_addresses(realm: Realm) -> crate::database::BoxFuture<'static, ()> {
             Err(err) => {
                 tracing::debug!(realm = realm.name(), error = %err, "e-mail addresses not recorded now")
             }
-        }
-    })
-}
-
-/// Reads a realm's catalog again when its roles changed (the AutoBot backend may change them).
-fn check_catalog(realm: Realm) -> crate::database::BoxFuture<'static, ()> {
-    Box::pin(async move {
-        if let Err(err) = realm.refresh_catalog().await {
-            tracing::debug!(realm = realm.name(), error = %err, "roles not checked now");
         }
     })
 }
@@ -216,12 +206,12 @@ impl Application {
             shutdown_rx.clone(),
             sweep_addresses,
         );
-        every(
-            &state,
-            CATALOG_CHECK_INTERVAL,
-            shutdown_rx.clone(),
-            check_catalog,
-        );
+        for realm in [&state.slm, &state.autobot] {
+            tokio::spawn(crate::realm::catalog_watch::run(
+                realm.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
         let redis = &settings.redis;
         tokio::spawn(crate::outbox::run_relay(
             state.autobot.clone(),

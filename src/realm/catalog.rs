@@ -2,7 +2,8 @@
 //! realm's `roles`, `permissions` and `role_permissions` and held in memory, so that a request
 //! resolves its user's roles and permissions without asking the database to build them. The
 //! roles a user holds (`user_roles`) are read on every request; only what each role grants is
-//! cached, and read again when its fingerprint changes (checked every few seconds).
+//! cached, and read again when its fingerprint changed, as soon as a change is announced
+//! ([`super::catalog_watch`]).
 
 use std::collections::{BTreeSet, HashMap};
 

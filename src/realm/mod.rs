@@ -7,6 +7,7 @@
 //! realm's database in a 503 that arises on the way.
 
 mod catalog;
+pub mod catalog_watch;
 pub mod db;
 pub mod migrate;
 mod policy;

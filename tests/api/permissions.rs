@@ -202,3 +202,52 @@ async fn permission_matrix() {
         204
     );
 }
+
+/// Until `path` answers `want` to `token` on `app`; fails after 3 s, far less than the minute
+/// between the catalog's periodic checks, so only the database's announcement can make it.
+async fn until_status(app: &TestApp, path: &str, token: &str, want: u16) {
+    let started = std::time::Instant::now();
+    loop {
+        let status = app.get(path, token).await.status;
+        if status == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{path} still answers {status}, not {want}, 3 s after the grant changed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// What a role grants is held in each replica's memory; a grant written straight into the
+/// database (as the AutoBot backend writes its roles) counts on every replica at once, and so
+/// does its withdrawal.
+#[tokio::test]
+async fn a_grant_written_into_the_database_counts_on_every_replica_at_once() {
+    let dbs = new_database_names();
+    let replica = || Options {
+        vars: vec![],
+        databases: Some(dbs.clone()),
+    };
+    let one = spawn_app_with(replica()).await;
+    let two = spawn_app_with(replica()).await;
+    let (_, viewer) = one.slm_user("viewer").await;
+    for app in [&one, &two] {
+        assert_eq!(app.get("/api/audit", &viewer).await.status, 403);
+    }
+    let grant = r"INSERT INTO role_permissions (role_id, permission_id)
+                  SELECT r.id, p.id FROM roles r, permissions p
+                  WHERE r.name = 'viewer' AND r.org_id IS NULL AND p.name = 'audit:read'";
+    sqlx::query(grant).execute(&one.slm_db).await.unwrap();
+    for app in [&one, &two] {
+        until_status(app, "/api/audit", &viewer, 200).await;
+    }
+    let withdraw = r"DELETE FROM role_permissions
+                     WHERE role_id IN (SELECT id FROM roles WHERE name = 'viewer')
+                       AND permission_id IN (SELECT id FROM permissions WHERE name = 'audit:read')";
+    sqlx::query(withdraw).execute(&one.slm_db).await.unwrap();
+    for app in [&one, &two] {
+        until_status(app, "/api/audit", &viewer, 403).await;
+    }
+}
