@@ -110,6 +110,74 @@ async fn logout_ends_the_refresh_token_too() {
     assert_eq!(answer.status, 401);
 }
 
+/// Rows of `slm_server.sessions` read since its counters were reset (by index or by scan), and
+/// its index scans, once every backend has reported them: an idle backend reports within ten
+/// seconds, so two readings eleven seconds apart that agree are the whole count.
+async fn session_reads(app: &TestApp) -> (i64, i64) {
+    let mut last = (-1, -1);
+    for _ in 0..10 {
+        let now: (i64, i64) = sqlx::query_as(
+            "SELECT (coalesce(idx_tup_fetch, 0) + seq_tup_read)::int8, coalesce(idx_scan, 0)
+             FROM pg_stat_user_tables WHERE relid = 'slm_server.sessions'::regclass",
+        )
+        .fetch_one(&app.slm_db)
+        .await
+        .unwrap();
+        if now == last {
+            return now;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_secs(11)).await;
+    }
+    panic!("the statistics never settled");
+}
+
+/// A refresh reads its own session, not the others: on tables PostgreSQL has not analysed yet
+/// (a new deployment), a rotation once read every live session of every user.
+#[tokio::test]
+async fn a_refresh_reads_its_own_session_however_many_others_there_are() {
+    let app = spawn_app().await;
+    let crowd = app
+        .create_user("slm", "crowd", "Sturdy-Pass-9000", &["viewer"])
+        .await;
+    sqlx::query(
+        "INSERT INTO slm_server.sessions (id, user_id, expires_at)
+         SELECT gen_random_uuid(), $1::uuid, now() + interval '1 hour' FROM generate_series(1, 2000)",
+    )
+    .bind(crowd)
+    .execute(&app.slm_db)
+    .await
+    .unwrap();
+    app.create_user("slm", "roamer", "Sturdy-Pass-9000", &["viewer"])
+        .await;
+    let login = app.login("slm", "roamer", "Sturdy-Pass-9000").await;
+    let mut refresh = login.body["refresh_token"].as_str().unwrap().to_owned();
+    sqlx::query("SELECT pg_stat_reset_single_table_counters('slm_server.sessions'::regclass)")
+        .execute(&app.slm_db)
+        .await
+        .unwrap();
+    let refreshes = 20;
+    for _ in 0..refreshes {
+        let answer = app
+            .request(
+                Method::POST,
+                "/api/slm-auth/refresh",
+                None,
+                Some(json!({"refresh_token": refresh})),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        refresh = answer.body["refresh_token"].as_str().unwrap().to_owned();
+    }
+    let (rows, scans) = session_reads(&app).await;
+    assert!(scans >= refreshes, "the refreshes were counted: {scans}");
+    let per_refresh = rows / refreshes;
+    assert!(
+        per_refresh <= 5,
+        "a refresh read {per_refresh} sessions; the user has one, another user 2,000"
+    );
+}
+
 #[tokio::test]
 async fn hundred_parallel_wrong_passwords_lock_after_exactly_the_threshold() {
     let app = spawn_app_with(Options {

@@ -53,8 +53,10 @@ pub struct Rotated {
 /// within `idle`) and user live. The row lock makes it a compare-and-set.
 ///
 /// The token is the only table the UPDATE scans, found by its unique hash; the session and
-/// the user are checked by primary key from it. (A join of the three let a plan chosen while
-/// the tables were small start from `users` and visit every session of every user.)
+/// the user are checked by primary key from it, in a scalar subquery, which PostgreSQL runs
+/// once per token and never turns into a join. (A join of the three, or an `EXISTS`, which it
+/// plans as a semi-join, let a plan made on tables not yet analysed start from `users` and
+/// read every live session of every user on each refresh.)
 pub async fn rotate_refresh_token(
     db: &mut PgConnection,
     presented: &[u8],
@@ -69,11 +71,12 @@ pub async fn rotate_refresh_token(
                UPDATE slm_server.refresh_tokens rt SET used_at = COALESCE(rt.used_at, now())
                WHERE rt.token_hash = $1 AND rt.expires_at > now()
                  AND (rt.used_at IS NULL OR rt.used_at > now() - make_interval(secs => $4))
-                 AND EXISTS (
-                     SELECT 1 FROM slm_server.sessions s JOIN public.users su ON su.id = s.user_id
-                     WHERE s.id = rt.session_id AND s.revoked_at IS NULL AND s.expires_at > now()
-                       AND s.last_seen_at > now() - make_interval(secs => $5)
-                       AND su.is_active AND su.deleted_at IS NULL)
+                 AND COALESCE((
+                     SELECT s.revoked_at IS NULL AND s.expires_at > now()
+                            AND s.last_seen_at > now() - make_interval(secs => $5)
+                            AND su.is_active AND su.deleted_at IS NULL
+                     FROM slm_server.sessions s JOIN public.users su ON su.id = s.user_id
+                     WHERE s.id = rt.session_id), false)
                RETURNING rt.session_id,
                          (SELECT s.user_id FROM slm_server.sessions s WHERE s.id = rt.session_id)
                          AS user_id
