@@ -21,15 +21,7 @@ async fn refresh_rotation_and_reuse_detection_in_both_realms() {
             .login(realm, &format!("{realm}-r"), "Sturdy-Pass-9000")
             .await;
         let first = login.body["refresh_token"].as_str().unwrap().to_owned();
-        let path = format!("/api/{realm}-auth/refresh");
-        let rotated = app
-            .request(
-                Method::POST,
-                &path,
-                None,
-                Some(json!({"refresh_token": first})),
-            )
-            .await;
+        let rotated = app.refresh(realm, &first).await;
         assert_eq!(rotated.status, 200, "{realm}: {}", rotated.body);
         let second = rotated.body["refresh_token"].as_str().unwrap().to_owned();
         assert_ne!(first, second, "{realm}");
@@ -41,23 +33,9 @@ async fn refresh_rotation_and_reuse_detection_in_both_realms() {
             200
         );
 
-        let reuse = app
-            .request(
-                Method::POST,
-                &path,
-                None,
-                Some(json!({"refresh_token": first})),
-            )
-            .await;
+        let reuse = app.refresh(realm, &first).await;
         assert_eq!(reuse.status, 401, "{realm}: used token refused");
-        let after = app
-            .request(
-                Method::POST,
-                &path,
-                None,
-                Some(json!({"refresh_token": second})),
-            )
-            .await;
+        let after = app.refresh(realm, &second).await;
         assert_eq!(
             after.status, 401,
             "{realm}: reuse revoked the whole session"
@@ -77,14 +55,7 @@ async fn refresh_rotation_and_reuse_detection_in_both_realms() {
             items(&audit, "events").iter().any(|e| e["realm"] == realm),
             "{realm}: audited"
         );
-        let garbage = app
-            .request(
-                Method::POST,
-                &path,
-                None,
-                Some(json!({"refresh_token": "nonsense"})),
-            )
-            .await;
+        let garbage = app.refresh(realm, "nonsense").await;
         assert_eq!(garbage.status, 401);
     }
 }
@@ -99,14 +70,7 @@ async fn logout_ends_the_refresh_token_too() {
     let refresh = login.body["refresh_token"].as_str().unwrap();
     app.request(Method::POST, "/api/slm-auth/logout", Some(access), None)
         .await;
-    let answer = app
-        .request(
-            Method::POST,
-            "/api/slm-auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let answer = app.refresh("slm", refresh).await;
     assert_eq!(answer.status, 401);
 }
 
@@ -158,14 +122,7 @@ async fn a_refresh_reads_its_own_session_however_many_others_there_are() {
         .unwrap();
     let refreshes = 20;
     for _ in 0..refreshes {
-        let answer = app
-            .request(
-                Method::POST,
-                "/api/slm-auth/refresh",
-                None,
-                Some(json!({"refresh_token": refresh})),
-            )
-            .await;
+        let answer = app.refresh("slm", &refresh).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         refresh = answer.body["refresh_token"].as_str().unwrap().to_owned();
     }
@@ -834,14 +791,7 @@ async fn a_role_change_keeps_sessions_and_applies_on_the_next_request() {
             "{realm}: the same token sees the new role: {}",
             seen.body
         );
-        let refreshed = app
-            .request(
-                Method::POST,
-                &format!("/api/{realm}-auth/refresh"),
-                None,
-                Some(json!({"refresh_token": refresh})),
-            )
-            .await;
+        let refreshed = app.refresh(realm, &refresh).await;
         assert_eq!(refreshed.status, 200, "{realm}: refresh still works");
         let via_key = app.get(&me, &key).await;
         assert!(
@@ -883,13 +833,7 @@ async fn a_role_change_keeps_sessions_and_applies_on_the_next_request() {
 
 #[tokio::test]
 async fn revocation_on_one_replica_holds_on_the_other_at_once() {
-    let dbs = new_database_names();
-    let replica = || Options {
-        vars: vec![],
-        databases: Some(dbs.clone()),
-    };
-    let one = spawn_app_with(replica()).await;
-    let two = spawn_app_with(replica()).await;
+    let (one, two) = spawn_replicas().await;
     let admin = one.admin().await;
     let id = one
         .create_user("autobot", "roaming", "Sturdy-Pass-9000", &["user"])
@@ -962,15 +906,8 @@ async fn parallel_refreshes_of_one_token_all_succeed_and_keep_the_session() {
         .await;
     let login = app.login("autobot", "many-tabs", "Sturdy-Pass-9000").await;
     let token = login.body["refresh_token"].as_str().unwrap().to_owned();
-    let refreshes = futures_util::future::join_all((0..20).map(|_| {
-        app.request(
-            Method::POST,
-            "/api/autobot-auth/refresh",
-            None,
-            Some(json!({"refresh_token": token})),
-        )
-    }))
-    .await;
+    let refreshes =
+        futures_util::future::join_all((0..20).map(|_| app.refresh("autobot", &token))).await;
     for answer in &refreshes {
         assert_eq!(answer.status, 200, "every tab gets a pair: {}", answer.body);
     }
@@ -989,23 +926,9 @@ async fn parallel_refreshes_of_one_token_all_succeed_and_keep_the_session() {
 
     // After the window, presenting the old token again is a reuse: the session ends.
     tokio::time::sleep(Duration::from_millis(5500)).await;
-    let late = app
-        .request(
-            Method::POST,
-            "/api/autobot-auth/refresh",
-            None,
-            Some(json!({"refresh_token": token})),
-        )
-        .await;
+    let late = app.refresh("autobot", &token).await;
     assert_eq!(late.status, 401);
-    let after = app
-        .request(
-            Method::POST,
-            "/api/autobot-auth/refresh",
-            None,
-            Some(json!({"refresh_token": successor})),
-        )
-        .await;
+    let after = app.refresh("autobot", &successor).await;
     assert_eq!(
         after.status, 401,
         "reuse after the window revoked the session"

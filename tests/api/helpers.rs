@@ -222,6 +222,19 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
 
+/// Two servers on the same databases, as two replicas behind a load balancer.
+pub async fn spawn_replicas() -> (TestApp, TestApp) {
+    let dbs = new_database_names();
+    let replica = || Options {
+        vars: vec![],
+        databases: Some(dbs.clone()),
+    };
+    (
+        spawn_app_with(replica()).await,
+        spawn_app_with(replica()).await,
+    )
+}
+
 pub fn new_database_names() -> (String, String) {
     let id = Uuid::new_v4().simple().to_string();
     (format!("slmtest_{id}_slm"), format!("slmtest_{id}_autobot"))
@@ -433,6 +446,17 @@ impl TestApp {
             &format!("/api/{realm}-auth/login"),
             None,
             Some(json!({"username": username, "password": password})),
+        )
+        .await
+    }
+
+    /// Presents `refresh_token` to the realm's refresh endpoint.
+    pub async fn refresh(&self, realm: &str, refresh_token: &str) -> Answer {
+        self.request(
+            Method::POST,
+            &format!("/api/{realm}-auth/refresh"),
+            None,
+            Some(json!({"refresh_token": refresh_token})),
         )
         .await
     }

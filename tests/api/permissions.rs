@@ -225,13 +225,7 @@ async fn until_status(app: &TestApp, path: &str, token: &str, want: u16) {
 /// does its withdrawal.
 #[tokio::test]
 async fn a_grant_written_into_the_database_counts_on_every_replica_at_once() {
-    let dbs = new_database_names();
-    let replica = || Options {
-        vars: vec![],
-        databases: Some(dbs.clone()),
-    };
-    let one = spawn_app_with(replica()).await;
-    let two = spawn_app_with(replica()).await;
+    let (one, two) = spawn_replicas().await;
     let (_, viewer) = one.slm_user("viewer").await;
     for app in [&one, &two] {
         assert_eq!(app.get("/api/audit", &viewer).await.status, 403);
