@@ -95,7 +95,10 @@ pub async fn sweep(realm: &Realm) -> Result<usize, ApiError> {
 // The SQL of the addresses in use.
 
 /// The addresses held by others than `except` whose skeleton is one of `skeletons` and which
-/// are none of `emails` (lower-cased): look-alikes, not the same address.
+/// are none of `emails` (lower-cased): look-alikes, not the same address. Both lists are sets
+/// (a join, a hashed subplan), never `= ANY(array)`: a parameter's array is searched element by
+/// element, and with an import's 5,000 addresses per statement, each entry already held was
+/// compared with all 5,000 (an import of 100,000 users took 104 s).
 async fn look_alikes(
     db: &mut PgConnection,
     skeletons: &[String],
@@ -103,9 +106,10 @@ async fn look_alikes(
     except: Option<Uuid>,
 ) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar!(
-        r"SELECT email FROM slm_server.email_skeletons
-          WHERE skeleton = ANY($1) AND lower(email) <> ALL($2)
-            AND ($3::uuid IS NULL OR holder <> $3)
+        r"SELECT s.email FROM slm_server.email_skeletons s
+          WHERE s.skeleton IN (SELECT UNNEST($1::text[]))
+            AND lower(s.email) NOT IN (SELECT UNNEST($2::text[]))
+            AND ($3::uuid IS NULL OR s.holder <> $3)
           LIMIT 5",
         skeletons,
         emails,
