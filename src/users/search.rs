@@ -28,31 +28,32 @@ pub struct UserFilter {
 /// (or this limit plus one, a lower bound, when the planner expected fewer).
 pub const EXACT_COUNT_LIMIT: i64 = 10_000;
 
-/// The rows a list considers. A search filters on exactly the expression of the trigram index
-/// `users_search_trgm_idx`, so that PostgreSQL has statistics for it and knows, per pattern,
-/// whether the term is rare (look it up in the index, sort the few matches) or common (walk
-/// the newest-first index `users_created_at_id_idx` and stop at the page's end). Browsing ($1
-/// NULL) walks the newest-first index.
+/// The rows a list considers, from the server's narrow search table `slm_server.user_search`
+/// (one row per live user, kept by triggers on `public.users`: its order, `is_active` and its
+/// searched text lower-cased). A search matches the pattern, lower-cased by the same function,
+/// with a case-sensitive LIKE (the same answers as ILIKE on the columns, without lower-casing
+/// each candidate); PostgreSQL has statistics for that column and knows, per pattern, whether
+/// the term is rare (look it up in the trigram index `user_search_haystack_trgm_idx`, sort the
+/// few matches) or common (walk the newest-first index `user_search_created_at_idx` and stop at
+/// the page's end). Browsing ($1 NULL) walks the newest-first index.
 fn matching(search: bool) -> String {
     let term = match search {
-        true => {
-            "(u.username || E'\\x1f' || u.email || E'\\x1f' || coalesce(u.display_name, '')) ILIKE $1"
-        }
+        true => "u.haystack LIKE lower($1::text)",
         false => "$1::text IS NULL",
     };
     format!(
-        "FROM public.users u WHERE {term} AND u.deleted_at IS NULL
+        "FROM slm_server.user_search u WHERE {term}
            AND ($2::boolean IS NULL OR u.is_active = $2)
            AND ($3::text IS NULL OR EXISTS (
                  SELECT 1 FROM public.user_roles ur JOIN public.roles r ON r.id = ur.role_id
-                 WHERE ur.user_id = u.id AND r.name = $3))"
+                 WHERE ur.user_id = u.user_id AND r.name = $3))"
     )
 }
 
 /// The statement of a page of ids, newest first.
 pub fn page_statement(search: bool) -> String {
     format!(
-        "SELECT u.id {} ORDER BY u.created_at DESC, u.id DESC OFFSET $4 LIMIT $5",
+        "SELECT u.user_id {} ORDER BY u.created_at DESC, u.user_id DESC OFFSET $4 LIMIT $5",
         matching(search)
     )
 }

@@ -324,3 +324,133 @@ fn jwt_claims(token: &str) -> serde_json::Value {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// The usernames a search of `realm`'s users answers, with `query` after `search=`.
+async fn search(app: &TestApp, realm: &str, query: &str) -> Vec<String> {
+    let answer = app
+        .get(
+            &format!("/api/{realm}-users?search={query}"),
+            &app.admin().await,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{realm} {query}: {}", answer.body);
+    items(&answer, "users")
+        .iter()
+        .map(|user| user["username"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Searches read the server's own table (`slm_server.user_search`), which triggers on `users`
+/// keep in step whoever writes: the backend's insert, rename, deactivation, soft delete,
+/// restore and hard delete each show in the very next search, and a writer with no privilege
+/// at all on the server's schema, as the backend's own role may be, is not refused.
+#[tokio::test]
+async fn searches_follow_every_write_of_the_backend_at_once() {
+    let app = spawn_app().await;
+    for (realm, pool) in realms(&app) {
+        let id = backend_user(pool, &format!("Zebra-{realm}"), false, false).await;
+        let write = |statement: &'static str| sqlx::query(statement).bind(id).execute(pool);
+        assert_eq!(
+            search(&app, realm, "ZEBRA").await,
+            [format!("Zebra-{realm}")]
+        );
+
+        write("UPDATE users SET display_name = 'Striped Okapi' WHERE id = $1")
+            .await
+            .unwrap();
+        assert_eq!(
+            search(&app, realm, "d%20OKA").await,
+            [format!("Zebra-{realm}")]
+        );
+        write("UPDATE users SET username = 'quagga-' || username WHERE id = $1")
+            .await
+            .unwrap();
+        assert_eq!(
+            search(&app, realm, "quagga-zebra").await,
+            [format!("quagga-Zebra-{realm}")]
+        );
+        write("UPDATE users SET is_active = false WHERE id = $1")
+            .await
+            .unwrap();
+        assert!(
+            search(&app, realm, "quagga&is_active=true")
+                .await
+                .is_empty()
+        );
+        assert_eq!(search(&app, realm, "quagga&is_active=false").await.len(), 1);
+        write("UPDATE users SET deleted_at = now() WHERE id = $1")
+            .await
+            .unwrap();
+        assert!(search(&app, realm, "quagga").await.is_empty(), "{realm}");
+        write("UPDATE users SET deleted_at = NULL WHERE id = $1")
+            .await
+            .unwrap();
+        assert_eq!(search(&app, realm, "quagga").await.len(), 1, "{realm}");
+        write("DELETE FROM users WHERE id = $1").await.unwrap();
+        assert!(search(&app, realm, "quagga").await.is_empty(), "{realm}");
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM slm_server.user_search WHERE user_id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(left, 0, "{realm}");
+
+        // A role that may write the public tables and nothing else, in a transaction rolled
+        // back at the end (the role too: nothing is left behind).
+        let mut tx = pool.begin().await.unwrap();
+        let role = format!("backend_{}", Uuid::new_v4().simple());
+        for statement in [
+            format!("CREATE ROLE {role}"),
+            format!("GRANT USAGE ON SCHEMA public TO {role}"),
+            format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+            ),
+            format!("SET LOCAL ROLE {role}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        sqlx::query("SAVEPOINT probe")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let refused = sqlx::query("SELECT 1 FROM slm_server.user_search")
+            .execute(&mut *tx)
+            .await;
+        assert!(
+            refused.is_err(),
+            "{realm}: the role reads the server's table"
+        );
+        sqlx::query("ROLLBACK TO SAVEPOINT probe")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let other = Uuid::new_v4();
+        sqlx::query(
+            r"INSERT INTO users (id, email, username, is_active, is_verified, mfa_enabled,
+                                 is_platform_admin)
+              VALUES ($1, 'ostrich@example.com', 'Ostrich', true, true, false, false)",
+        )
+        .bind(other)
+        .execute(&mut *tx)
+        .await
+        .expect("the backend's role inserts a user");
+        sqlx::query("UPDATE users SET username = 'Emu' WHERE id = $1")
+            .bind(other)
+            .execute(&mut *tx)
+            .await
+            .expect("the backend's role renames a user");
+        sqlx::query("RESET ROLE").execute(&mut *tx).await.unwrap();
+        let haystack: String =
+            sqlx::query_scalar("SELECT haystack FROM slm_server.user_search WHERE user_id = $1")
+                .bind(other)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(haystack, "emu\u{1f}ostrich@example.com\u{1f}", "{realm}");
+        tx.rollback().await.unwrap();
+    }
+}

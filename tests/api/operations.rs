@@ -136,7 +136,7 @@ async fn search_and_order_use_indexes() {
     .execute(&app.slm_db)
     .await
     .unwrap();
-    sqlx::query("ANALYZE users")
+    sqlx::query("ANALYZE slm_server.user_search")
         .execute(&app.slm_db)
         .await
         .unwrap();
@@ -145,9 +145,9 @@ async fn search_and_order_use_indexes() {
         slm_server::user_list_statement(false),
     );
     for (statement, pattern, index) in [
-        (&search, Some("%er2999%"), "users_search_trgm_idx"),
-        (&search, Some("%user%"), "users_created_at_id_idx"),
-        (&browse, None, "users_created_at_id_idx"),
+        (&search, Some("%er2999%"), "user_search_haystack_trgm_idx"),
+        (&search, Some("%user%"), "user_search_created_at_idx"),
+        (&browse, None, "user_search_created_at_idx"),
     ] {
         let plan: Vec<String> =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
@@ -161,7 +161,10 @@ async fn search_and_order_use_indexes() {
                 .unwrap();
         let plan = plan.join("\n");
         assert!(plan.contains(index), "{pattern:?} uses {index}:\n{plan}");
-        assert!(!plan.contains("Seq Scan on users"), "{pattern:?}:\n{plan}");
+        assert!(
+            !plan.contains("Seq Scan on user_search"),
+            "{pattern:?}:\n{plan}"
+        );
     }
 
     let admin = app.admin().await;
@@ -199,7 +202,7 @@ async fn search_and_order_use_indexes() {
 
     // 12,000 more users the statistics do not know of: the planner expects a few matches, and
     // the count stops past the exact limit, so the total says "more than 10,000".
-    sqlx::query("ALTER TABLE users SET (autovacuum_enabled = false)")
+    sqlx::query("ALTER TABLE slm_server.user_search SET (autovacuum_enabled = false)")
         .execute(&app.slm_db)
         .await
         .unwrap();

@@ -64,10 +64,12 @@ async fn seed(app: &TestApp, from: i64, to: i64) {
     .unwrap();
     // As autovacuum leaves a table in service: statistics, and the trigram index's pending
     // entries merged (a search reads every pending entry until then).
-    sqlx::query("VACUUM ANALYZE users")
-        .execute(&app.autobot_db)
-        .await
-        .unwrap();
+    for table in ["users", "slm_server.user_search"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {table}")))
+            .execute(&app.autobot_db)
+            .await
+            .unwrap();
+    }
 }
 
 /// Latencies of `SAMPLES` requests made by `CLIENTS` concurrent clients, sorted, and
