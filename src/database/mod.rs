@@ -119,7 +119,8 @@ pub fn lazy_pool(settings: &DatabaseSettings) -> PgPool {
         .connect_lazy_with(settings.pool_options())
 }
 
-/// Escapes `%`, `_` and `\` so that a search string matches itself literally in `ILIKE`.
+/// Escapes `%`, `_` and `\` so that a search string matches itself literally in `LIKE` and
+/// `ILIKE`.
 pub fn like_pattern(search: &str) -> String {
     let mut escaped = String::with_capacity(search.len() + 2);
     escaped.push('%');

@@ -4,7 +4,7 @@
 //! every term), and the macros of checked SQL always prepare. Nothing sent is built from input:
 //! every value is a bound parameter.
 //!
-//! The parameters of every statement: `$1` the ILIKE pattern (NULL when browsing), `$2`
+//! The parameters of every statement: `$1` the LIKE pattern (NULL when browsing), `$2`
 //! is_active, `$3` a role name, and for a page `$4` skip and `$5` limit (for a count, `$4` its
 //! cap).
 
