@@ -13,14 +13,21 @@ pub struct Chrome {
     pub client: Client,
     base: String,
     driver: Child,
+    /// The driver's and the browser's temporary directory (their profiles), removed on drop:
+    /// a driver that is killed leaves its profile behind.
+    scratch: std::path::PathBuf,
 }
 
 impl Chrome {
     /// A new browser (its own profile) for the server at `base`.
     pub async fn start(base: &str) -> Self {
         let port = free_port();
+        let scratch =
+            std::env::temp_dir().join(format!("slmtest-chrome-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&scratch).unwrap();
         let driver = Command::new("chromedriver")
             .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .env("TMPDIR", &scratch)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -50,6 +57,7 @@ impl Chrome {
             client: client.expect("chromedriver answers"),
             base: base.to_owned(),
             driver,
+            scratch,
         }
     }
 
@@ -206,6 +214,14 @@ impl Chrome {
 impl Drop for Chrome {
     fn drop(&mut self) {
         let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        // The browser ends with its driver, and may still be writing for a moment.
+        for _ in 0..50 {
+            if std::fs::remove_dir_all(&self.scratch).is_ok() || !self.scratch.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
