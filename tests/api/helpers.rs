@@ -288,6 +288,13 @@ pub fn test_vars(options: Options) -> HashMap<String, String> {
         // these instead (the defaults, 20 and 40, are for one server on its own).
         ("SLM_DB_POOL_SIZE".into(), "8".into()),
         ("AUTOBOT_DB_POOL_SIZE".into(), "8".into()),
+        // Eight tests at once on two cores can make a statement or a wait for a connection
+        // outlast the realms' default deadlines (1 s for AutoBot, 2 s for SLM), which answers
+        // 503 in a test about something else. The tests of the deadlines set their own.
+        ("SLM_DB_ACQUIRE_TIMEOUT_MS".into(), "10000".into()),
+        ("SLM_DB_STATEMENT_TIMEOUT_MS".into(), "10000".into()),
+        ("AUTOBOT_DB_ACQUIRE_TIMEOUT_MS".into(), "10000".into()),
+        ("AUTOBOT_DB_STATEMENT_TIMEOUT_MS".into(), "10000".into()),
         (
             "SECRET_KEY".into(),
             "test-secret-test-secret-test-secret-0123".into(),

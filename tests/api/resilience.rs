@@ -42,10 +42,14 @@ async fn autobot_database_down_then_back() {
         .unwrap()
         .to_owned();
     let app = spawn_app_with(Options {
-        vars: vec![(
-            "AUTOBOT_DATABASE_URL",
-            format!("postgres://{user_pass}@127.0.0.1:{port}/{autobot_db}"),
-        )],
+        vars: vec![
+            (
+                "AUTOBOT_DATABASE_URL",
+                format!("postgres://{user_pass}@127.0.0.1:{port}/{autobot_db}"),
+            ),
+            ("AUTOBOT_DB_ACQUIRE_TIMEOUT_MS", "1000".into()),
+            ("AUTOBOT_DB_STATEMENT_TIMEOUT_MS", "1000".into()),
+        ],
         databases: Some((slm_db, autobot_db)),
     })
     .await;
@@ -197,6 +201,7 @@ async fn a_partition_never_holds_a_request_that_has_a_connection() {
                 format!("{through_proxy}/{autobot_db}"),
             ),
             ("AUTOBOT_DB_STATEMENT_TIMEOUT_MS", "1000".into()),
+            ("AUTOBOT_DB_ACQUIRE_TIMEOUT_MS", "1000".into()),
         ],
         databases: Some((slm_db, autobot_db)),
     })
