@@ -328,9 +328,11 @@ impl TestApp {
             .connect(&vars["SLM_DATABASE_URL"])
             .await
             .expect("slm pool");
+        // Lazy, for the tests whose AutoBot database is out of reach; 10 s, as the test server's
+        // deadlines, for a machine running eight tests on two cores (2 s timed out once).
         let autobot_db = sqlx::postgres::PgPoolOptions::new()
             .max_connections(3)
-            .acquire_timeout(Duration::from_secs(2))
+            .acquire_timeout(Duration::from_secs(10))
             .connect_lazy(&vars["AUTOBOT_DATABASE_URL"])
             .expect("autobot pool");
         let databases = ["SLM_DATABASE_URL", "AUTOBOT_DATABASE_URL"]
