@@ -349,44 +349,36 @@ async fn searches_follow_every_write_of_the_backend_at_once() {
     let app = spawn_app().await;
     for (realm, pool) in realms(&app) {
         let id = backend_user(pool, &format!("Zebra-{realm}"), false, false).await;
-        let write = |statement: &'static str| sqlx::query(statement).bind(id).execute(pool);
+        let write = |statement: &'static str| async move {
+            sqlx::query(statement).bind(id).execute(pool).await.unwrap();
+        };
         assert_eq!(
             search(&app, realm, "ZEBRA").await,
             [format!("Zebra-{realm}")]
         );
 
-        write("UPDATE users SET display_name = 'Striped Okapi' WHERE id = $1")
-            .await
-            .unwrap();
+        write("UPDATE users SET display_name = 'Striped Okapi' WHERE id = $1").await;
         assert_eq!(
             search(&app, realm, "d%20OKA").await,
             [format!("Zebra-{realm}")]
         );
-        write("UPDATE users SET username = 'quagga-' || username WHERE id = $1")
-            .await
-            .unwrap();
+        write("UPDATE users SET username = 'quagga-' || username WHERE id = $1").await;
         assert_eq!(
             search(&app, realm, "quagga-zebra").await,
             [format!("quagga-Zebra-{realm}")]
         );
-        write("UPDATE users SET is_active = false WHERE id = $1")
-            .await
-            .unwrap();
+        write("UPDATE users SET is_active = false WHERE id = $1").await;
         assert!(
             search(&app, realm, "quagga&is_active=true")
                 .await
                 .is_empty()
         );
         assert_eq!(search(&app, realm, "quagga&is_active=false").await.len(), 1);
-        write("UPDATE users SET deleted_at = now() WHERE id = $1")
-            .await
-            .unwrap();
+        write("UPDATE users SET deleted_at = now() WHERE id = $1").await;
         assert!(search(&app, realm, "quagga").await.is_empty(), "{realm}");
-        write("UPDATE users SET deleted_at = NULL WHERE id = $1")
-            .await
-            .unwrap();
+        write("UPDATE users SET deleted_at = NULL WHERE id = $1").await;
         assert_eq!(search(&app, realm, "quagga").await.len(), 1, "{realm}");
-        write("DELETE FROM users WHERE id = $1").await.unwrap();
+        write("DELETE FROM users WHERE id = $1").await;
         assert!(search(&app, realm, "quagga").await.is_empty(), "{realm}");
         let left: i64 =
             sqlx::query_scalar("SELECT count(*) FROM slm_server.user_search WHERE user_id = $1")
