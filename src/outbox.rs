@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -19,12 +18,10 @@ use sqlx::PgConnection;
 
 use crate::http::error::ApiError;
 use crate::realm::Realm;
+use crate::realm::announcements::Channel;
 use crate::redis_client::Redis;
 
-/// The PostgreSQL channel that wakes the relay after a commit.
-const NOTIFY_CHANNEL: &str = "slm_outbox";
-/// How often the relay looks for work when no notification arrives (missed notifications,
-/// a listener reconnecting).
+/// How often the relay looks for work when no notification arrives.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
 const BATCH: i64 = 200;
 
@@ -103,7 +100,7 @@ pub async fn enqueue(
            SELECT pg_notify($3, '') AS "notified""#,
         user_ids,
         &payloads,
-        NOTIFY_CHANNEL,
+        Channel::Outbox.name(),
     )
     .execute(&mut *db)
     .await?;
@@ -197,20 +194,10 @@ pub async fn run_relay(
     targets: Targets,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut listener: Option<PgListener> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
         if *shutdown.borrow() {
             return;
-        }
-        if listener.is_none() {
-            listener = match PgListener::connect_with(realm.pool()).await {
-                Ok(mut l) => match l.listen(NOTIFY_CHANNEL).await {
-                    Ok(()) => Some(l),
-                    Err(_) => None,
-                },
-                Err(_) => None,
-            };
         }
         let delivered = relay_once(&realm, &redis, &targets).await;
         let wait = match &delivered {
@@ -228,22 +215,10 @@ pub async fn run_relay(
                 backoff
             }
         };
-        let mut listener_lost = false;
-        {
-            let notified = async {
-                match listener.as_mut() {
-                    Some(l) => l.recv().await.map(|_| ()),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(wait) => {}
-                result = notified, if delivered.is_ok() => listener_lost = result.is_err(),
-            }
-        }
-        if listener_lost {
-            listener = None;
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = realm.announcements().next(Channel::Outbox), if delivered.is_ok() => {}
         }
     }
 }

@@ -207,6 +207,10 @@ impl Application {
             sweep_addresses,
         );
         for realm in [&state.slm, &state.autobot] {
+            tokio::spawn(crate::realm::announcements::listen(
+                realm.clone(),
+                shutdown_rx.clone(),
+            ));
             tokio::spawn(crate::realm::catalog_watch::run(
                 realm.clone(),
                 shutdown_rx.clone(),

@@ -6,12 +6,14 @@
 //! answer this realm's 503 while its database is unmigrated or known to be down, and name this
 //! realm's database in a 503 that arises on the way.
 
+pub mod announcements;
 mod catalog;
 pub mod catalog_watch;
 pub mod db;
 pub mod migrate;
 mod policy;
 
+use announcements::Announcements;
 pub use catalog::{Catalog, Role};
 pub use policy::{ADMIN_ROLE, PermissionSeed, RealmPolicy};
 use policy::{AUTOBOT_POLICY, SLM_POLICY};
@@ -108,6 +110,8 @@ struct RealmInner {
     probing: AtomicBool,
     /// The realm's roles and what they grant, read from its database.
     catalog: RwLock<Arc<Catalog>>,
+    /// What its database announced, for the tasks that wait for it.
+    announcements: Announcements,
 }
 
 /// A realm with its resources; cheap to clone.
@@ -135,6 +139,7 @@ impl Realm {
             down: AtomicBool::new(false),
             probing: AtomicBool::new(false),
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            announcements: Announcements::default(),
         }))
     }
 
@@ -150,9 +155,14 @@ impl Realm {
         self.0.id.policy()
     }
 
-    /// The pool itself, for what is not a request (health checks, pool metrics, LISTEN).
+    /// The pool itself, for what is not a request (pool metrics, the listener's options).
     pub fn pool(&self) -> &PgPool {
         &self.0.pool
+    }
+
+    /// What this realm's database announced (see [`announcements::listen`]).
+    pub fn announcements(&self) -> &Announcements {
+        &self.0.announcements
     }
 
     pub fn tokens(&self) -> &TokenKeys {

@@ -285,9 +285,11 @@ pub fn test_vars(options: Options) -> HashMap<String, String> {
         ),
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
         // The parallel tests share PostgreSQL's 100 connections; a test's requests queue for
-        // these instead (the defaults, 20 and 40, are for one server on its own).
-        ("SLM_DB_POOL_SIZE".into(), "8".into()),
-        ("AUTOBOT_DB_POOL_SIZE".into(), "8".into()),
+        // these instead (the defaults, 20 and 40, are for one server on its own). With 8 each,
+        // eight tests at once reached 97 of the 100 (each server also holds two listening
+        // connections per realm, and each test three of its own per database).
+        ("SLM_DB_POOL_SIZE".into(), "4".into()),
+        ("AUTOBOT_DB_POOL_SIZE".into(), "4".into()),
         // Eight tests at once on two cores can make a statement or a wait for a connection
         // outlast the realms' default deadlines (1 s for AutoBot, 2 s for SLM), which answers
         // 503 in a test about something else. The tests of the deadlines set their own.
@@ -432,6 +434,36 @@ impl TestApp {
             req = req.json(&body);
         }
         Answer::from(req.send().await.expect("request sent")).await
+    }
+
+    /// How many connections of `realm`'s request pool are in use, as `/metrics` says.
+    pub async fn pool_in_use(&self, realm: &str) -> u32 {
+        let metrics = self.client.get(self.url("/metrics")).send().await;
+        let text = metrics
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let labels = [format!("realm=\"{realm}\""), "state=\"in_use\"".to_owned()];
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("db_pool_connections{") && labels.iter().all(|x| l.contains(x)))
+            .unwrap_or_else(|| panic!("no pool gauge of {realm} in {text}"));
+        let value = line.rsplit(' ').next().unwrap_or_default();
+        value.parse::<f64>().expect("a number") as u32
+    }
+
+    /// Waits (up to 10 s) until no connection of `realm`'s request pool is in use: a
+    /// connection goes back to the pool after its request has been answered.
+    pub async fn until_pool_at_rest(&self, realm: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.pool_in_use(realm).await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{realm}'s pool never at rest"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {

@@ -307,3 +307,34 @@ async fn metrics_can_have_an_address_of_their_own() {
         "and not in the document"
     );
 }
+
+/// Each realm's database is listened to (NOTIFY) on one connection of the server's own, outside
+/// its request pool: at rest no connection of either pool is in use, and each database has one
+/// listening connection, for the catalog and the outbox alike.
+#[tokio::test]
+async fn each_database_has_one_listener_outside_the_request_pool() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    assert_eq!(app.get("/api/autobot-users", &admin).await.status, 200);
+    for (realm, db) in [("slm", &app.slm_db), ("autobot", &app.autobot_db)] {
+        app.until_pool_at_rest(realm).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let listening: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            )
+            .fetch_one(db)
+            .await
+            .unwrap();
+            if listening == 1 {
+                break;
+            }
+            assert!(
+                listening == 0 && std::time::Instant::now() < deadline,
+                "{realm}: {listening} listening connections"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
