@@ -14,8 +14,11 @@ use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use tokio::time::Instant;
+use tokio::time::error::Elapsed;
 
 use crate::http::error::ApiError;
 
@@ -177,17 +180,50 @@ pub async fn read<'a, T>(
     deadline: Duration,
     work: impl for<'c> FnOnce(Db<'c, 'a>) -> BoxFuture<'c, Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    let run = async {
-        let mut conn = pool.acquire().await?;
-        work(Db {
-            conn: &mut conn,
-            _borrows: PhantomData,
-        })
-        .await
-    };
-    tokio::time::timeout(deadline, run)
-        .await
-        .unwrap_or_else(|_| Err(timed_out()))
+    let until = Instant::now() + deadline;
+    let mut checkout = Checkout::of(pool, until).await?;
+    let run = work(Db {
+        conn: &mut checkout.conn,
+        _borrows: PhantomData,
+    });
+    let outcome = tokio::time::timeout_at(until, run).await;
+    checkout.finish(outcome)
+}
+
+/// A pooled connection at work. It goes back to the pool only when its work finished; when the
+/// deadline passed or the request was dropped first, it is closed instead: its statement's
+/// answer may never come (a partition that drops packets), and the pool checks a connection
+/// given back by waiting for that answer, which would hold its place in the pool for good.
+struct Checkout {
+    conn: PoolConnection<Postgres>,
+    finished: bool,
+}
+
+impl Checkout {
+    /// A connection of `pool`, by `deadline`.
+    async fn of(pool: &PgPool, deadline: Instant) -> Result<Self, ApiError> {
+        match tokio::time::timeout_at(deadline, pool.acquire()).await {
+            Ok(conn) => Ok(Self {
+                conn: conn?,
+                finished: false,
+            }),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// The outcome of the work, which finished unless it ran out of time.
+    fn finish<T>(mut self, outcome: Result<Result<T, ApiError>, Elapsed>) -> Result<T, ApiError> {
+        self.finished = outcome.is_ok();
+        outcome.unwrap_or_else(|_| Err(timed_out()))
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// Runs `work` in one transaction, within `deadline`, and commits it. When PostgreSQL ends the
@@ -206,8 +242,10 @@ pub async fn transaction<'a, T>(
 ) -> Result<T, ApiError> {
     let mut attempt = 1;
     loop {
+        let until = Instant::now() + deadline;
+        let mut checkout = Checkout::of(pool, until).await?;
         let run = async {
-            let mut tx = pool.begin().await?;
+            let mut tx = Connection::begin(&mut *checkout.conn).await?;
             let value = work(Db {
                 conn: &mut tx,
                 _borrows: PhantomData,
@@ -216,10 +254,8 @@ pub async fn transaction<'a, T>(
             tx.commit().await?;
             Ok(value)
         };
-        let outcome = tokio::time::timeout(deadline, run)
-            .await
-            .unwrap_or_else(|_| Err(timed_out()));
-        match outcome {
+        let outcome = tokio::time::timeout_at(until, run).await;
+        match checkout.finish(outcome) {
             Err(err) if err.is_transaction_conflict() && attempt < ATTEMPTS => {
                 tracing::warn!(attempt, error = %err, "the database ended a transaction; running it again");
                 metrics::counter!("transaction_conflict_retries_total").increment(1);

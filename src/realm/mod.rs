@@ -315,9 +315,14 @@ impl Realm {
         if self.0.down.load(Ordering::SeqCst) {
             return false;
         }
-        let answered = sqlx::query_scalar!("SELECT 1 AS one")
-            .fetch_one(self.pool())
-            .await;
+        let answered = database::read(&self.0.pool, self.0.deadline, |mut db| {
+            Box::pin(async move {
+                Ok(sqlx::query_scalar!("SELECT 1 AS one")
+                    .fetch_one(&mut *db)
+                    .await?)
+            })
+        })
+        .await;
         if answered.is_err() {
             self.watch_if_unreachable();
         }
