@@ -166,7 +166,7 @@ async fn accept(
 }
 
 /// The default cap on connections: what the descriptor limit leaves after the database pools
-/// and a reserve for Redis, logs, the outbox listener and the metrics port.
+/// and a reserve for Redis, logs, the databases' listening connections and the metrics port.
 pub fn default_max_connections(pools: u32) -> usize {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
