@@ -4,13 +4,23 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 use tokio::io::copy_bidirectional;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-/// Forwards `port` to PostgreSQL once started: the "database comes back" switch.
-async fn start_proxy(port: u16) {
-    let listener = TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("proxy port");
+/// A local port of the test's own on which nothing listens yet: connections to it are refused
+/// until [`start_proxy`]. Bound from the start, so that no other connection of the machine can
+/// take it meanwhile (a port merely found free was once taken before the proxy bound it).
+fn reserved_port() -> (TcpSocket, u16) {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("a free port");
+    let port = socket.local_addr().expect("bound").port();
+    (socket, port)
+}
+
+/// Forwards the reserved port to PostgreSQL once started: the "database comes back" switch.
+async fn start_proxy(socket: TcpSocket) {
+    let listener = socket.listen(128).expect("proxy port");
     let upstream: sqlx::postgres::PgConnectOptions = pg_base().parse().unwrap();
     let target = format!("{}:{}", upstream.get_host(), upstream.get_port());
     tokio::spawn(async move {
@@ -27,11 +37,7 @@ async fn start_proxy(port: u16) {
 
 #[tokio::test]
 async fn autobot_database_down_then_back() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (socket, port) = reserved_port();
     let (slm_db, autobot_db) = new_database_names();
     let user_pass = pg_base()
         .split("://")
@@ -87,7 +93,7 @@ async fn autobot_database_down_then_back() {
         "SLM realm unaffected"
     );
 
-    start_proxy(port).await;
+    start_proxy(socket).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready = app
