@@ -15,19 +15,18 @@ pub struct Chrome {
     driver: Child,
     /// The driver's and the browser's temporary directory (their profiles), removed on drop:
     /// a driver that is killed leaves its profile behind.
-    scratch: std::path::PathBuf,
+    /// Held for its removal when the browser is dropped.
+    _scratch: Scratch,
 }
 
 impl Chrome {
     /// A new browser (its own profile) for the server at `base`.
     pub async fn start(base: &str) -> Self {
         let port = free_port();
-        let scratch =
-            std::env::temp_dir().join(format!("slmtest-chrome-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&scratch).unwrap();
+        let scratch = Scratch::new();
         let driver = Command::new("chromedriver")
             .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
-            .env("TMPDIR", &scratch)
+            .env("TMPDIR", &scratch.0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -57,7 +56,7 @@ impl Chrome {
             client: client.expect("chromedriver answers"),
             base: base.to_owned(),
             driver,
-            scratch,
+            _scratch: scratch,
         }
     }
 
@@ -213,11 +212,31 @@ impl Chrome {
 
 impl Drop for Chrome {
     fn drop(&mut self) {
+        // The browser ends with its driver; then its scratch directory goes (a field, dropped
+        // after this).
         let _ = self.driver.kill();
         let _ = self.driver.wait();
-        // The browser ends with its driver, and may still be writing for a moment.
+    }
+}
+
+/// The directory where chromedriver and Chromium keep their profiles, removed when dropped:
+/// after the browser ends, or when starting it failed (no chromedriver installed).
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("slmtest-chrome-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // A browser that just ended may still be writing for a moment.
         for _ in 0..50 {
-            if std::fs::remove_dir_all(&self.scratch).is_ok() || !self.scratch.exists() {
+            if std::fs::remove_dir_all(&self.0).is_ok() || !self.0.exists() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
