@@ -25,7 +25,8 @@ pub enum Channel {
 impl Channel {
     const ALL: [Self; 2] = [Self::Catalog, Self::Outbox];
 
-    /// The PostgreSQL channel's name.
+    /// The PostgreSQL channel's name (the catalog's is also written in the trigger of
+    /// migration `catalog_changes_announced`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Catalog => "slm_catalog",
