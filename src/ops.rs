@@ -67,15 +67,14 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     for realm in [&app.slm, &app.autobot] {
-        let pool = realm.pool();
-        let size = f64::from(pool.size());
-        let idle = pool.num_idle() as f64;
+        let pool = realm.pool().status();
+        let idle = pool.available as f64;
         metrics::gauge!("db_pool_connections", "realm" => realm.name(), "state" => "idle")
             .set(idle);
         metrics::gauge!("db_pool_connections", "realm" => realm.name(), "state" => "in_use")
-            .set(size - idle);
+            .set(pool.size as f64 - idle);
         metrics::gauge!("db_pool_max_connections", "realm" => realm.name())
-            .set(f64::from(pool.options().get_max_connections()));
+            .set(pool.max_size as f64);
     }
     if let Ok(Ok((pending, oldest))) =
         tokio::time::timeout(Duration::from_secs(1), crate::outbox::backlog(&app.autobot)).await

@@ -119,6 +119,9 @@ fn record_outcome(
 /// elsewhere.
 const ADDRESS_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 
+/// How often the pools close the connections they have not used for a while.
+const IDLE_CONNECTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Runs `work` on each serving realm every `period` until shutdown.
 fn every(
     app: &AppState,
@@ -144,6 +147,12 @@ fn every(
 }
 
 /// Keeps the addresses of users the AutoBot backend writes known to the look-alike check.
+/// Closes the connections each pool has not used for a while (see
+/// [`crate::database::IDLE_TIMEOUT`]).
+fn close_idle_connections(realm: Realm) -> crate::database::BoxFuture<'static, ()> {
+    Box::pin(async move { crate::database::close_idle(realm.pool()).await })
+}
+
 fn sweep_addresses(realm: Realm) -> crate::database::BoxFuture<'static, ()> {
     Box::pin(async move {
         match crate::addresses::sweep(&realm).await {
@@ -205,6 +214,12 @@ impl Application {
             ADDRESS_SWEEP_INTERVAL,
             shutdown_rx.clone(),
             sweep_addresses,
+        );
+        every(
+            &state,
+            IDLE_CONNECTION_CHECK_INTERVAL,
+            shutdown_rx.clone(),
+            close_idle_connections,
         );
         for realm in [&state.slm, &state.autobot] {
             tokio::spawn(crate::realm::announcements::listen(

@@ -14,9 +14,9 @@ use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use deadpool::managed::{Object, PoolError};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 use tokio::time::error::Elapsed;
 
@@ -99,27 +99,73 @@ impl DatabaseSettings {
     }
 }
 
-/// A pool that connects on first use, so that the server starts while a database is down, and
-/// whose requests give up after `acquire_timeout` instead of hanging.
+/// A realm's request pool: connections made on first use (so that the server starts while a
+/// database is down), at most `max_connections` of them.
+pub type Pool = deadpool::managed::Pool<Connector>;
+
+/// Makes and checks the request pool's connections.
 ///
-/// A connection is pinged before use only when it has been idle for over a second: one that was
-/// just returned is known to work, and pinging it would add a round trip to every request.
-pub fn lazy_pool(settings: &DatabaseSettings) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .min_connections(0)
-        .acquire_timeout(settings.acquire_timeout)
-        .idle_timeout(Duration::from_secs(300))
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > Duration::from_secs(1) {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_lazy_with(settings.pool_options())
+/// A connection goes back to the pool as its work ends, with no round trip: sqlx's own pool
+/// pings every connection given back, one more wake-up of both processes per unit of work, and
+/// a read is one statement. What that ping was for is done otherwise: a transaction that failed
+/// is rolled back before its connection goes back, and a connection whose work did not finish or
+/// failed on the connection itself is closed (see [`Checkout`]).
+pub struct Connector {
+    options: PgConnectOptions,
+}
+
+/// A connection idle for longer than this is pinged before use (a database restarted since
+/// would fail the request); one used more recently is known to work.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// Connections unused for longer than this are closed by [`close_idle`].
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Connector {
+    /// The options every connection to this database is made with (the listener's too).
+    pub fn options(&self) -> &PgConnectOptions {
+        &self.options
+    }
+}
+
+impl deadpool::managed::Manager for Connector {
+    type Type = PgConnection;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<PgConnection, sqlx::Error> {
+        PgConnection::connect_with(&self.options).await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut PgConnection,
+        metrics: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<sqlx::Error> {
+        if metrics.last_used() > PING_WHEN_IDLE_FOR {
+            conn.ping().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The request pool of the database `settings` describe; it connects on first use.
+pub fn lazy_pool(settings: &DatabaseSettings) -> Pool {
+    let connector = Connector {
+        options: settings.pool_options(),
+    };
+    Pool::builder(connector)
+        .max_size(settings.max_connections as usize)
+        .build()
+        .expect("a pool without timeouts of its own needs no runtime")
+}
+
+/// Closes the connections of `pool` unused for [`IDLE_TIMEOUT`], so that a quiet server holds
+/// few of PostgreSQL's backends.
+pub async fn close_idle(pool: &Pool) {
+    let idle = pool.retain(|_, metrics| metrics.last_used() < IDLE_TIMEOUT);
+    for conn in idle.removed {
+        let _ = conn.close().await;
+    }
 }
 
 /// Escapes `%`, `_` and `\` so that a search string matches itself literally in `LIKE` and
@@ -176,52 +222,61 @@ const ATTEMPTS: u32 = 3;
 
 /// Runs `work` on one pooled connection, within `deadline`.
 pub async fn read<'a, T>(
-    pool: &PgPool,
+    pool: &Pool,
     deadline: Duration,
     work: impl for<'c> FnOnce(Db<'c, 'a>) -> BoxFuture<'c, Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
     let until = Instant::now() + deadline;
     let mut checkout = Checkout::of(pool, until).await?;
     let run = work(Db {
-        conn: &mut checkout.conn,
+        conn: checkout.conn(),
         _borrows: PhantomData,
     });
     let outcome = tokio::time::timeout_at(until, run).await;
     checkout.finish(outcome)
 }
 
-/// A pooled connection at work. It goes back to the pool only when its work finished; when the
-/// deadline passed or the request was dropped first, it is closed instead: its statement's
-/// answer may never come (a partition that drops packets), and the pool checks a connection
-/// given back by waiting for that answer, which would hold its place in the pool for good.
+/// A pooled connection at work. It goes back to the pool only when its work finished without
+/// losing the connection; otherwise it is closed: when the deadline passed or the request was
+/// dropped first, its statement's answer may never come (a partition that drops packets), and
+/// a connection that failed once would fail the next request too.
 struct Checkout {
-    conn: PoolConnection<Postgres>,
-    finished: bool,
+    conn: Option<Object<Connector>>,
+    reusable: bool,
 }
 
 impl Checkout {
     /// A connection of `pool`, by `deadline`.
-    async fn of(pool: &PgPool, deadline: Instant) -> Result<Self, ApiError> {
-        match tokio::time::timeout_at(deadline, pool.acquire()).await {
-            Ok(conn) => Ok(Self {
-                conn: conn?,
-                finished: false,
+    async fn of(pool: &Pool, deadline: Instant) -> Result<Self, ApiError> {
+        match tokio::time::timeout_at(deadline, pool.get()).await {
+            Ok(Ok(conn)) => Ok(Self {
+                conn: Some(conn),
+                reusable: false,
             }),
+            Ok(Err(PoolError::Backend(err))) => Err(err.into()),
+            Ok(Err(_)) => Err(sqlx::Error::PoolClosed.into()),
             Err(_) => Err(timed_out()),
         }
     }
 
+    fn conn(&mut self) -> &mut PgConnection {
+        self.conn.as_deref_mut().expect("held until dropped")
+    }
+
     /// The outcome of the work, which finished unless it ran out of time.
     fn finish<T>(mut self, outcome: Result<Result<T, ApiError>, Elapsed>) -> Result<T, ApiError> {
-        self.finished = outcome.is_ok();
-        outcome.unwrap_or_else(|_| Err(timed_out()))
+        let outcome = outcome.unwrap_or_else(|_| Err(timed_out()));
+        self.reusable = !matches!(&outcome, Err(err) if err.is_unavailable());
+        outcome
     }
 }
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        if !self.finished {
-            self.conn.close_on_drop();
+        if let Some(conn) = self.conn.take()
+            && !self.reusable
+        {
+            drop(Object::take(conn));
         }
     }
 }
@@ -236,7 +291,7 @@ impl Drop for Checkout {
 /// holds a session and then checks the user. Work done before the transaction (a hash, a
 /// counted rate limit) is not repeated.
 pub async fn transaction<'a, T>(
-    pool: &PgPool,
+    pool: &Pool,
     deadline: Duration,
     mut work: impl for<'c> FnMut(Db<'c, 'a>) -> BoxFuture<'c, Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
@@ -245,14 +300,25 @@ pub async fn transaction<'a, T>(
         let until = Instant::now() + deadline;
         let mut checkout = Checkout::of(pool, until).await?;
         let run = async {
-            let mut tx = Connection::begin(&mut *checkout.conn).await?;
-            let value = work(Db {
+            let mut tx = Connection::begin(checkout.conn()).await?;
+            let done = work(Db {
                 conn: &mut tx,
                 _borrows: PhantomData,
             })
-            .await?;
-            tx.commit().await?;
-            Ok(value)
+            .await;
+            match done {
+                Ok(value) => {
+                    tx.commit().await?;
+                    Ok(value)
+                }
+                // Rolled back before the connection goes back, which would otherwise hold
+                // the transaction's locks until its next use. A connection lost meanwhile is
+                // what the client hears of: it is closed rather than given back.
+                Err(err) => match tx.rollback().await {
+                    Ok(()) => Err(err),
+                    Err(lost) => Err(lost.into()),
+                },
+            }
         };
         let outcome = tokio::time::timeout_at(until, run).await;
         match checkout.finish(outcome) {

@@ -74,7 +74,7 @@ pub async fn listen(realm: Realm, mut shutdown: watch::Receiver<bool>) {
     let own = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(RETRY)
-        .connect_lazy_with((*realm.pool().connect_options()).clone());
+        .connect_lazy_with(realm.pool().manager().options().clone());
     let announcements = realm.announcements();
     loop {
         let listening = async {

@@ -23,11 +23,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use secrecy::SecretString;
-use sqlx::PgPool;
 
 use crate::credentials::password::Scheme;
 use crate::credentials::token::{TokenKeys, TokenLifetimes};
-use crate::database::{self, BoxFuture, DatabaseSettings, Db, lazy_pool};
+use crate::database::{self, BoxFuture, DatabaseSettings, Db, Pool, lazy_pool};
 use crate::http::error::ApiError;
 
 /// Which user population.
@@ -95,7 +94,7 @@ pub struct RealmConfig<'a> {
 
 struct RealmInner {
     id: RealmId,
-    pool: PgPool,
+    pool: Pool,
     /// How long one unit of work may take (see [`DatabaseSettings::work_deadline`]).
     deadline: Duration,
     tokens: TokenKeys,
@@ -155,8 +154,9 @@ impl Realm {
         self.0.id.policy()
     }
 
-    /// The pool itself, for what is not a request (pool metrics, the listener's options).
-    pub fn pool(&self) -> &PgPool {
+    /// The pool itself, for what is not a request (pool metrics, idle connections, the
+    /// listener's options).
+    pub fn pool(&self) -> &Pool {
         &self.0.pool
     }
 
@@ -259,9 +259,10 @@ impl Realm {
         })
     }
 
-    /// Probes the database with a connection of its own (a refused connection is known at
-    /// once, where the pool keeps trying until its timeout): while the probe fails, the realm
-    /// is down and its requests answer 503 at once; the first probe that connects ends that.
+    /// Probes the database with a connection of its own: while the probe fails, the realm is
+    /// down and its requests answer 503 at once, without each trying to connect (a database
+    /// that does not answer would hold each until its deadline); the first probe that connects
+    /// ends that.
     /// One probe runs at a time.
     fn watch_if_unreachable(&self) {
         if self.0.probing.swap(true, Ordering::SeqCst) {
@@ -269,7 +270,7 @@ impl Realm {
         }
         let realm = self.clone();
         tokio::spawn(async move {
-            let options = realm.pool().connect_options();
+            let options = realm.pool().manager().options().clone();
             loop {
                 let connected = tokio::time::timeout(
                     PROBE_TIMEOUT,

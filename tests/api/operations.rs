@@ -338,3 +338,139 @@ async fn each_database_has_one_listener_outside_the_request_pool() {
         }
     }
 }
+
+/// A proxy to PostgreSQL that counts the `Sync` messages its clients send: one per statement
+/// of the extended protocol and one per ping, so one per round trip.
+struct RoundTrips {
+    port: u16,
+    syncs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RoundTrips {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("proxy port");
+        let port = listener.local_addr().unwrap().port();
+        let upstream: sqlx::postgres::PgConnectOptions = pg_base().parse().unwrap();
+        let target = format!("{}:{}", upstream.get_host(), upstream.get_port());
+        let syncs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = syncs.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (target, counter) = (target.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_server, mut to_server) = outbound.into_split();
+                    let up = Self::forward_counting(&mut from_client, &mut to_server, &counter);
+                    let down = tokio::io::copy(&mut from_server, &mut to_client);
+                    let _ = tokio::join!(up, down);
+                });
+            }
+        });
+        Self { port, syncs }
+    }
+
+    /// Forwards a client's bytes, counting its `Sync` messages: after the untyped start-up
+    /// messages (length first), each message is a type byte and a length that counts itself.
+    async fn forward_counting(
+        from: &mut tokio::net::tcp::OwnedReadHalf,
+        to: &mut tokio::net::tcp::OwnedWriteHalf,
+        syncs: &std::sync::atomic::AtomicUsize,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const SSL_REQUEST: u32 = 80_877_103;
+        let length = |bytes: &[u8]| u32::from_be_bytes(bytes.try_into().unwrap()) as usize;
+        let (mut pending, mut started) = (Vec::new(), false);
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+            pending.extend_from_slice(&buf[..n]);
+            loop {
+                let size = match started {
+                    false if pending.len() >= 8 => length(&pending[..4]),
+                    true if pending.len() >= 5 => 1 + length(&pending[1..5]),
+                    _ => break,
+                };
+                if pending.len() < size {
+                    break;
+                }
+                if !started {
+                    started = length(&pending[4..8]) as u32 != SSL_REQUEST;
+                } else if pending[0] == b'S' {
+                    syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                pending.drain(..size);
+            }
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.syncs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// An authenticated read of an AutoBot user costs its database one round trip: the statement.
+/// A connection goes back to the pool without the ping sqlx's own pool sends each connection
+/// given back, which made it two. (A connection idle for over a second is pinged before use,
+/// which a slow machine may cause now and then between two requests: hence the margin.)
+#[tokio::test]
+async fn a_read_costs_its_database_one_round_trip() {
+    let proxy = RoundTrips::start().await;
+    let dbs = TestDatabases::new();
+    let (slm_db, autobot_db) = dbs.names.clone();
+    let direct: sqlx::postgres::PgConnectOptions =
+        format!("{}/{autobot_db}", pg_base()).parse().unwrap();
+    slm_server::migrate_up(slm_server::RealmId::Autobot, &direct)
+        .await
+        .expect("migrated");
+    let through_proxy = pg_base().replacen(
+        &format!(":{}", direct.get_port()),
+        &format!(":{}", proxy.port),
+        1,
+    );
+    let app = spawn_app_with(Options {
+        vars: vec![(
+            "AUTOBOT_DATABASE_URL",
+            // Plain text, so that the proxy can read the messages.
+            format!("{through_proxy}/{autobot_db}?sslmode=disable"),
+        )],
+        databases: Some((slm_db, autobot_db)),
+    })
+    .await;
+    let admin = app.admin().await;
+    let id = app
+        .create_user("autobot", "counted", "Sturdy-Pass-9000", &["user"])
+        .await;
+    let path = format!("/api/autobot-users/{id}");
+    assert_eq!(app.get(&path, &admin).await.status, 200);
+    // Nothing else uses the database meanwhile: the relay has sent the creation's message.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+        let text = metrics.text().await.unwrap();
+        if text.lines().any(|line| line == "outbox_backlog 0") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "outbox not relayed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.until_pool_at_rest("autobot").await;
+
+    let reads = 20;
+    let before = proxy.count();
+    for _ in 0..reads {
+        let answer = app.get(&path, &admin).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let round_trips = proxy.count() - before;
+    assert!(
+        (reads..reads + reads / 4).contains(&round_trips),
+        "{round_trips} round trips for {reads} reads"
+    );
+}
