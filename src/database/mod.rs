@@ -153,8 +153,11 @@ pub fn lazy_pool(settings: &DatabaseSettings) -> Pool {
     let connector = Connector {
         options: settings.pool_options(),
     };
+    // The connection used last is handed out first: it is the likeliest to be warm, and the
+    // others stay unused under a light load, long enough to be closed (see `close_idle`).
     Pool::builder(connector)
         .max_size(settings.max_connections as usize)
+        .queue_mode(deadpool::managed::QueueMode::Lifo)
         .build()
         .expect("a pool without timeouts of its own needs no runtime")
 }
