@@ -112,6 +112,8 @@ pub type Pool = deadpool::managed::Pool<Connector>;
 /// failed on the connection itself is closed (see [`Checkout`]).
 pub struct Connector {
     options: PgConnectOptions,
+    /// How long a unit of work waits for a connection, connecting included.
+    acquire_timeout: Duration,
 }
 
 /// A connection idle for longer than this is pinged before use (a database restarted since
@@ -132,8 +134,20 @@ impl deadpool::managed::Manager for Connector {
     type Type = PgConnection;
     type Error = sqlx::Error;
 
+    /// Like sqlx's own pool, a database that refuses connections (starting up, or at its
+    /// connection limit) is tried again, more slowly each time, until the caller gives up
+    /// (see [`Checkout::of`]).
     async fn create(&self) -> Result<PgConnection, sqlx::Error> {
-        PgConnection::connect_with(&self.options).await
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match PgConnection::connect_with(&self.options).await {
+                Err(err) if refused_for_now(&err) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                connected => return connected,
+            }
+        }
     }
 
     async fn recycle(
@@ -148,10 +162,21 @@ impl deadpool::managed::Manager for Connector {
     }
 }
 
+/// A refusal that may not last: nothing listens yet, or PostgreSQL is starting up or at its
+/// connection limit.
+fn refused_for_now(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(io) => io.kind() == io::ErrorKind::ConnectionRefused,
+        sqlx::Error::Database(db) => db.is_transient_in_connect_phase(),
+        _ => false,
+    }
+}
+
 /// The request pool of the database `settings` describe; it connects on first use.
 pub fn lazy_pool(settings: &DatabaseSettings) -> Pool {
     let connector = Connector {
         options: settings.pool_options(),
+        acquire_timeout: settings.acquire_timeout,
     };
     // The connection used last is handed out first: it is the likeliest to be warm, and the
     // others stay unused under a light load, long enough to be closed (see `close_idle`).
@@ -249,9 +274,10 @@ struct Checkout {
 }
 
 impl Checkout {
-    /// A connection of `pool`, by `deadline`.
+    /// A connection of `pool`, within its acquire timeout and by `deadline`.
     async fn of(pool: &Pool, deadline: Instant) -> Result<Self, ApiError> {
-        match tokio::time::timeout_at(deadline, pool.get()).await {
+        let by = deadline.min(Instant::now() + pool.manager().acquire_timeout);
+        match tokio::time::timeout_at(by, pool.get()).await {
             Ok(Ok(conn)) => Ok(Self {
                 conn: Some(conn),
                 reusable: false,

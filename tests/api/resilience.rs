@@ -345,3 +345,51 @@ async fn a_request_aborted_by_a_deadlock_runs_again() {
             .unwrap();
     assert_eq!(revoked.as_deref(), Some("deactivated"));
 }
+
+/// A request that finds every connection of its pool busy waits for one at most the acquire
+/// timeout, then answers 503, however long its statements would be allowed to run.
+#[tokio::test]
+async fn a_request_waits_for_a_connection_at_most_the_acquire_timeout() {
+    let app = spawn_app_with(Options {
+        vars: vec![
+            ("AUTOBOT_DB_POOL_SIZE", "1".into()),
+            ("AUTOBOT_DB_ACQUIRE_TIMEOUT_MS", "500".into()),
+            ("AUTOBOT_DB_STATEMENT_TIMEOUT_MS", "10000".into()),
+        ],
+        databases: None,
+    })
+    .await;
+    let admin = app.admin().await;
+    let id = app
+        .create_user("autobot", "held", "Sturdy-Pass-9000", &["user"])
+        .await;
+    // The test holds the user's row, so that a PATCH of it holds the pool's one connection
+    // while it waits for the lock.
+    let mut holder = app.autobot_db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(id.parse::<uuid::Uuid>().unwrap())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let path = format!("/api/autobot-users/{id}");
+    let patch = app.patch(&path, &admin, serde_json::json!({"display_name": "Held"}));
+    let waiting = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        let answer = app.get("/api/autobot-users", &admin).await;
+        let waited = started.elapsed();
+        holder.commit().await.unwrap();
+        (answer, waited)
+    };
+    let (patched, (answer, waited)) = tokio::join!(patch, waiting);
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(
+        answer.detail(),
+        &serde_json::json!("AutoBot user database unavailable")
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "gave up after about half a second: {waited:?}"
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+}
