@@ -146,13 +146,13 @@ fn every(
     });
 }
 
-/// Keeps the addresses of users the AutoBot backend writes known to the look-alike check.
 /// Closes the connections each pool has not used for a while (see
 /// [`crate::database::IDLE_TIMEOUT`]).
 fn close_idle_connections(realm: Realm) -> crate::database::BoxFuture<'static, ()> {
     Box::pin(async move { crate::database::close_idle(realm.pool()).await })
 }
 
+/// Keeps the addresses of users the AutoBot backend writes known to the look-alike check.
 fn sweep_addresses(realm: Realm) -> crate::database::BoxFuture<'static, ()> {
     Box::pin(async move {
         match crate::addresses::sweep(&realm).await {
