@@ -498,8 +498,7 @@ impl StoppableProxy {
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let upstream: sqlx::postgres::PgConnectOptions = pg_base().parse().unwrap();
-        let target = format!("{}:{}", upstream.get_host(), upstream.get_port());
+        let target = pg_address();
         let mut tasks = tokio::task::JoinSet::new();
         let (connections, mut accepted) = tokio::sync::mpsc::unbounded_channel();
         tasks.spawn(async move {
@@ -533,17 +532,7 @@ impl StoppableProxy {
 async fn a_refused_autobot_database_does_not_slow_the_slm_realm() {
     let mut proxy = StoppableProxy::start().await;
     let (slm_db, autobot_db) = new_database_names();
-    let through_proxy = pg_base().replacen(
-        &format!(
-            ":{}",
-            pg_base()
-                .parse::<sqlx::postgres::PgConnectOptions>()
-                .unwrap()
-                .get_port()
-        ),
-        &format!(":{}", proxy.port),
-        1,
-    );
+    let through_proxy = pg_base_via(proxy.port);
     let app = spawn_app_with(Options {
         vars: vec![
             (

@@ -21,6 +21,38 @@ pub fn pg_base() -> String {
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
 }
 
+/// Where PostgreSQL listens, `host:port`: what the tests' proxies forward to.
+pub fn pg_address() -> String {
+    let options: sqlx::postgres::PgConnectOptions = pg_base().parse().expect("a PostgreSQL URL");
+    format!("{}:{}", options.get_host(), options.get_port())
+}
+
+/// [`pg_base`] through a proxy listening on `port` of the same host.
+pub fn pg_base_via(port: u16) -> String {
+    let options: sqlx::postgres::PgConnectOptions = pg_base().parse().expect("a PostgreSQL URL");
+    pg_base().replacen(&format!(":{}", options.get_port()), &format!(":{port}"), 1)
+}
+
+/// Serves `listener` for the rest of the test: each connection it accepts is handed to `relay`
+/// with a new connection to PostgreSQL.
+pub fn proxy_to_postgres<R, F>(listener: tokio::net::TcpListener, relay: R)
+where
+    R: Fn(tokio::net::TcpStream, tokio::net::TcpStream) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let target = pg_address();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let (target, relay) = (target.clone(), relay.clone());
+            tokio::spawn(async move {
+                if let Ok(outbound) = tokio::net::TcpStream::connect(target).await {
+                    relay(inbound, outbound).await;
+                }
+            });
+        }
+    });
+}
+
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }

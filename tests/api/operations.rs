@@ -352,23 +352,16 @@ impl RoundTrips {
             .await
             .expect("proxy port");
         let port = listener.local_addr().unwrap().port();
-        let upstream: sqlx::postgres::PgConnectOptions = pg_base().parse().unwrap();
-        let target = format!("{}:{}", upstream.get_host(), upstream.get_port());
         let syncs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = syncs.clone();
-        tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let (target, counter) = (target.clone(), counter.clone());
-                tokio::spawn(async move {
-                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    let (mut from_client, mut to_client) = inbound.into_split();
-                    let (mut from_server, mut to_server) = outbound.into_split();
-                    let up = Self::forward_counting(&mut from_client, &mut to_server, &counter);
-                    let down = tokio::io::copy(&mut from_server, &mut to_client);
-                    let _ = tokio::join!(up, down);
-                });
+        proxy_to_postgres(listener, move |inbound, outbound| {
+            let counter = counter.clone();
+            async move {
+                let (mut from_client, mut to_client) = inbound.into_split();
+                let (mut from_server, mut to_server) = outbound.into_split();
+                let up = Self::forward_counting(&mut from_client, &mut to_server, &counter);
+                let down = tokio::io::copy(&mut from_server, &mut to_client);
+                let _ = tokio::join!(up, down);
             }
         });
         Self { port, syncs }
@@ -435,13 +428,11 @@ async fn an_authenticated_read_costs_two_round_trips() {
         slm_server::migrate_up(realm, &direct)
             .await
             .expect("migrated");
-        let server = pg_base().replacen(
-            &format!(":{}", direct.get_port()),
-            &format!(":{}", proxy.port),
-            1,
-        );
         // Plain text, so that the proxy can read the messages.
-        through_proxy.push(format!("{server}/{name}?sslmode=disable"));
+        through_proxy.push(format!(
+            "{}/{name}?sslmode=disable",
+            pg_base_via(proxy.port)
+        ));
     }
     let app = spawn_app_with(Options {
         vars: vec![

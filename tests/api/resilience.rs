@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 use tokio::io::copy_bidirectional;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 
 /// A local port of the test's own on which nothing listens yet: connections to it are refused
 /// until [`start_proxy`]. Bound from the start, so that no other connection of the machine can
@@ -21,17 +21,8 @@ fn reserved_port() -> (TcpSocket, u16) {
 /// Forwards the reserved port to PostgreSQL once started: the "database comes back" switch.
 async fn start_proxy(socket: TcpSocket) {
     let listener = socket.listen(128).expect("proxy port");
-    let upstream: sqlx::postgres::PgConnectOptions = pg_base().parse().unwrap();
-    let target = format!("{}:{}", upstream.get_host(), upstream.get_port());
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let target = target.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = TcpStream::connect(target).await {
-                    let _ = copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
+    proxy_to_postgres(listener, |mut inbound, mut outbound| async move {
+        let _ = copy_bidirectional(&mut inbound, &mut outbound).await;
     });
 }
 
@@ -130,48 +121,41 @@ impl Partition {
             .await
             .expect("proxy port");
         let port = listener.local_addr().unwrap().port();
-        let upstream: sqlx::postgres::PgConnectOptions = pg_base().parse().unwrap();
-        let target = format!("{}:{}", upstream.get_host(), upstream.get_port());
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = cut.clone();
-        tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let (target, flag) = (target.clone(), flag.clone());
-                tokio::spawn(async move {
-                    let Ok(outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    let (mut in_read, mut in_write) = inbound.into_split();
-                    let (mut out_read, mut out_write) = outbound.into_split();
-                    let up_flag = flag.clone();
-                    let up = async move {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        while let Ok(n) = in_read.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                            if !up_flag.load(Ordering::SeqCst)
-                                && out_write.write_all(&buf[..n]).await.is_err()
-                            {
-                                break;
-                            }
+        proxy_to_postgres(listener, move |inbound, outbound| {
+            let flag = flag.clone();
+            async move {
+                let (mut in_read, mut in_write) = inbound.into_split();
+                let (mut out_read, mut out_write) = outbound.into_split();
+                let up_flag = flag.clone();
+                let up = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = in_read.read(&mut buf).await {
+                        if n == 0 {
+                            break;
                         }
-                    };
-                    let down = async move {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        while let Ok(n) = out_read.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                            if !flag.load(Ordering::SeqCst)
-                                && in_write.write_all(&buf[..n]).await.is_err()
-                            {
-                                break;
-                            }
+                        if !up_flag.load(Ordering::SeqCst)
+                            && out_write.write_all(&buf[..n]).await.is_err()
+                        {
+                            break;
                         }
-                    };
-                    tokio::join!(up, down);
-                });
+                    }
+                };
+                let down = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = out_read.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if !flag.load(Ordering::SeqCst)
+                            && in_write.write_all(&buf[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                };
+                tokio::join!(up, down);
             }
         });
         Self { port, cut }
@@ -196,12 +180,7 @@ async fn a_partition_never_holds_a_request_that_has_a_connection() {
     slm_server::migrate_up(slm_server::RealmId::Autobot, &direct)
         .await
         .expect("migrated");
-    let base = pg_base();
-    let through_proxy = base.replacen(
-        &format!(":{}", direct.get_port()),
-        &format!(":{}", partition.port),
-        1,
-    );
+    let through_proxy = pg_base_via(partition.port);
     let app = spawn_app_with(Options {
         vars: vec![
             (
