@@ -372,3 +372,105 @@ async fn a_request_waits_for_a_connection_at_most_the_acquire_timeout() {
     );
     assert_eq!(patched.status, 200, "{}", patched.body);
 }
+
+/// A proxy to PostgreSQL that can go away and come back on the same port, as a restarting
+/// database does: while it is stopped, its connections are closed and new ones are refused.
+struct Restarting {
+    port: u16,
+    /// The accept loop, which owns the relays: aborting it closes everything.
+    serving: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Restarting {
+    async fn start() -> Self {
+        let socket = Self::socket(0);
+        let port = socket.local_addr().expect("bound").port();
+        let mut proxy = Self {
+            port,
+            serving: None,
+        };
+        proxy.serve(socket);
+        proxy
+    }
+
+    /// A socket bound to `port` (0: any), which may take the port again while connections of
+    /// its previous listener linger.
+    fn socket(port: u16) -> TcpSocket {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .expect("the proxy's port");
+        socket
+    }
+
+    fn serve(&mut self, socket: TcpSocket) {
+        let listener = socket.listen(128).expect("listening");
+        let target = pg_address();
+        self.serving = Some(tokio::spawn(async move {
+            let mut relays = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                relays.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    fn stop(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.serve(Self::socket(self.port));
+    }
+}
+
+/// A database that refuses connections for a moment (restarting) is connected to again within
+/// the request's acquire timeout: the request waits and succeeds rather than failing at the
+/// first refusal.
+#[tokio::test]
+async fn a_refused_connection_is_tried_again_within_the_acquire_timeout() {
+    let mut proxy = Restarting::start().await;
+    let (slm_db, autobot_db) = new_database_names();
+    let app = spawn_app_with(Options {
+        vars: vec![
+            (
+                "AUTOBOT_DATABASE_URL",
+                format!("{}/{autobot_db}", pg_base_via(proxy.port)),
+            ),
+            ("AUTOBOT_DB_ACQUIRE_TIMEOUT_MS", "10000".into()),
+        ],
+        databases: Some((slm_db, autobot_db)),
+    })
+    .await;
+    let admin = app.admin().await;
+    assert_eq!(app.get("/api/autobot-users", &admin).await.status, 200);
+
+    proxy.stop();
+    // Long enough for the pool to ping its connections before handing them out again: each
+    // ping fails, and the pool connects anew.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let request = async {
+        let started = Instant::now();
+        (
+            app.get("/api/autobot-users", &admin).await,
+            started.elapsed(),
+        )
+    };
+    let database_back = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        proxy.restart();
+    };
+    let ((answer, waited), ()) = tokio::join!(request, database_back);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        waited >= Duration::from_millis(800),
+        "answered once the database was back: {waited:?}"
+    );
+}
