@@ -33,24 +33,30 @@ pub fn pg_base_via(port: u16) -> String {
     pg_base().replacen(&format!(":{}", options.get_port()), &format!(":{port}"), 1)
 }
 
-/// Serves `listener` for the rest of the test: each connection it accepts is handed to `relay`
-/// with a new connection to PostgreSQL.
-pub fn proxy_to_postgres<R, F>(listener: tokio::net::TcpListener, relay: R)
+/// Serves `listener` until the returned task is aborted (or the test ends): each connection it
+/// accepts is handed to `relay` with a new connection to PostgreSQL. The task owns the relays,
+/// so aborting it closes every connection it forwards.
+pub fn proxy_to_postgres<R, F>(
+    listener: tokio::net::TcpListener,
+    relay: R,
+) -> tokio::task::JoinHandle<()>
 where
     R: Fn(tokio::net::TcpStream, tokio::net::TcpStream) -> F + Clone + Send + 'static,
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let target = pg_address();
     tokio::spawn(async move {
+        let mut relays = tokio::task::JoinSet::new();
         while let Ok((inbound, _)) = listener.accept().await {
+            while relays.try_join_next().is_some() {}
             let (target, relay) = (target.clone(), relay.clone());
-            tokio::spawn(async move {
+            relays.spawn(async move {
                 if let Ok(outbound) = tokio::net::TcpStream::connect(target).await {
                     relay(inbound, outbound).await;
                 }
             });
         }
-    });
+    })
 }
 
 pub fn redis_url() -> String {

@@ -377,12 +377,12 @@ async fn a_request_waits_for_a_connection_at_most_the_acquire_timeout() {
 /// database does: while it is stopped, its connections are closed and new ones are refused.
 struct Restarting {
     port: u16,
-    /// The accept loop, which owns the relays: aborting it closes everything.
+    /// The proxy's task (see [`proxy_to_postgres`]): aborting it closes everything.
     serving: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Restarting {
-    async fn start() -> Self {
+    fn start() -> Self {
         let socket = Self::socket(0);
         let port = socket.local_addr().expect("bound").port();
         let mut proxy = Self {
@@ -406,18 +406,12 @@ impl Restarting {
 
     fn serve(&mut self, socket: TcpSocket) {
         let listener = socket.listen(128).expect("listening");
-        let target = pg_address();
-        self.serving = Some(tokio::spawn(async move {
-            let mut relays = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                relays.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        }));
+        self.serving = Some(proxy_to_postgres(
+            listener,
+            |mut inbound, mut outbound| async move {
+                let _ = copy_bidirectional(&mut inbound, &mut outbound).await;
+            },
+        ));
     }
 
     fn stop(&mut self) {
@@ -436,7 +430,7 @@ impl Restarting {
 /// first refusal.
 #[tokio::test]
 async fn a_refused_connection_is_tried_again_within_the_acquire_timeout() {
-    let mut proxy = Restarting::start().await;
+    let mut proxy = Restarting::start();
     let (slm_db, autobot_db) = new_database_names();
     let app = spawn_app_with(Options {
         vars: vec![
