@@ -147,8 +147,17 @@ async fn relay_batch(
     // The batch is taken (deleted) under the realm-wide lock, tried once, before publishing: a
     // failed publish rolls the transaction back and the rows stay (at-least-once). Another
     // replica's relay holding the lock takes nothing here.
+    //
+    // The deletion commits without waiting for the disk (`synchronous_commit` off for this
+    // transaction only): if PostgreSQL crashes before writing it, the rows come back and are
+    // delivered again, which at-least-once allows. The change that queued them was committed
+    // durably; only this bookkeeping is not, so that each change waits for one flush of the
+    // log, not two.
     let mut rows = sqlx::query!(
-        r#"WITH relay AS (SELECT pg_try_advisory_xact_lock(7263511, 2) AS locked)
+        r#"WITH relay AS (
+               SELECT pg_try_advisory_xact_lock(7263511, 2) AS locked,
+                      set_config('synchronous_commit', 'off', true) AS commit_mode
+           )
            DELETE FROM slm_server.outbox
            WHERE id IN (SELECT o.id FROM slm_server.outbox o, relay
                         WHERE relay.locked ORDER BY o.id LIMIT $1)

@@ -927,3 +927,68 @@ async fn parallel_refreshes_of_one_token_all_succeed_and_keep_the_session() {
         "reuse after the window revoked the session"
     );
 }
+
+/// A key's use is counted without waiting for the disk (a crash can only lose the count), while
+/// its creation and its revocation commit durably.
+#[tokio::test]
+async fn a_keys_uses_are_counted_without_waiting_for_the_disk_but_its_revocation_is_durable() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    // A trigger notes the commit mode of every transaction that writes a key.
+    sqlx::raw_sql(
+        r"CREATE TABLE public.api_key_commit_modes (n serial, op text, revoked boolean, mode text);
+          CREATE FUNCTION public.note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+              INSERT INTO public.api_key_commit_modes (op, revoked, mode)
+              VALUES (TG_OP, NEW.revoked_at IS NOT NULL, current_setting('synchronous_commit'));
+              RETURN NULL;
+          END $$;
+          CREATE TRIGGER note_commit_mode AFTER INSERT OR UPDATE ON public.api_keys
+              FOR EACH ROW EXECUTE FUNCTION public.note_commit_mode();",
+    )
+    .execute(&app.slm_db)
+    .await
+    .unwrap();
+    let created = app
+        .post(
+            "/api/slm-auth/me/api-keys",
+            &admin,
+            json!({"name": "counted", "expires_days": 30}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let key = created.body["key"].as_str().unwrap();
+    assert_eq!(app.get("/api/slm-users", key).await.status, 200);
+    // The use is counted beside the request: wait for it.
+    let mut uses = 0;
+    for _ in 0..50 {
+        uses = sqlx::query_scalar::<_, i32>("SELECT usage_count FROM api_keys")
+            .fetch_one(&app.slm_db)
+            .await
+            .unwrap();
+        if uses == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(uses, 1, "the use is counted");
+    let kid = created.body["id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/api/api-keys/{kid}"), &admin)
+            .await
+            .status,
+        204
+    );
+    let modes: Vec<(String, bool, String)> =
+        sqlx::query_as("SELECT op, revoked, mode FROM public.api_key_commit_modes ORDER BY n")
+            .fetch_all(&app.slm_db)
+            .await
+            .unwrap();
+    let expected = [
+        ("INSERT", false, "on"),
+        ("UPDATE", false, "off"),
+        ("UPDATE", true, "on"),
+    ]
+    .map(|(op, revoked, mode)| (op.to_owned(), revoked, mode.to_owned()));
+    assert_eq!(modes, expected);
+}

@@ -300,3 +300,59 @@ async fn two_replicas_relay_every_message_once_in_order() {
         .collect();
     assert_eq!(got, ids, "each message exactly once, in commit order");
 }
+
+/// The relay's deletion of what it delivered commits without waiting for the disk (a crash can
+/// only make it deliver again), while the change that queued the message commits durably; the
+/// relay's setting ends with its transaction and never reaches the next change on the same
+/// pooled connection.
+#[tokio::test]
+async fn only_the_relays_bookkeeping_commits_without_waiting_for_the_disk() {
+    let app = spawn_app().await;
+    // A trigger notes the commit mode of every transaction that queues or deletes a message.
+    sqlx::raw_sql(
+        r"CREATE TABLE public.outbox_commit_modes (n serial, op text, mode text);
+          CREATE FUNCTION public.note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+              INSERT INTO public.outbox_commit_modes (op, mode)
+              VALUES (TG_OP, current_setting('synchronous_commit'));
+              RETURN NULL;
+          END $$;
+          CREATE TRIGGER note_commit_mode AFTER INSERT OR DELETE ON slm_server.outbox
+              FOR EACH ROW EXECUTE FUNCTION public.note_commit_mode();",
+    )
+    .execute(&app.autobot_db)
+    .await
+    .unwrap();
+    let mut sub = app.subscribe().await;
+    for name in ["durable1", "durable2"] {
+        app.create_user("autobot", name, "Sturdy-Pass-9000", &["user"])
+            .await;
+        assert_eq!(receive(&mut sub, 1, Duration::from_secs(3)).await.len(), 1);
+        // The message is published before the deletion commits.
+        let mut pending = 1;
+        for _ in 0..50 {
+            pending = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM slm_server.outbox")
+                .fetch_one(&app.autobot_db)
+                .await
+                .unwrap();
+            if pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(pending, 0, "the relay deleted what it delivered");
+    }
+    let modes: Vec<(String, String)> =
+        sqlx::query_as("SELECT op, mode FROM public.outbox_commit_modes ORDER BY n")
+            .fetch_all(&app.autobot_db)
+            .await
+            .unwrap();
+    let expected = [("INSERT", "on"), ("DELETE", "off")].repeat(2);
+    assert_eq!(
+        modes,
+        expected
+            .iter()
+            .map(|(op, mode)| (op.to_string(), mode.to_string()))
+            .collect::<Vec<_>>()
+    );
+}
