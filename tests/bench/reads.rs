@@ -11,7 +11,7 @@
 //!    after it;
 //! 2. authenticated `GET /api/autobot-users/{id}` by 16 clients, against `pgbench -M prepared`
 //!    selecting the same row of the same table by primary key (the limit), with CPU per
-//!    request;
+//!    request: with a session's token, then with an API key (whose every use is counted);
 //! 3. `PATCH` of a user (with its audit event and outbox message), PostgreSQL CPU per request;
 //! 4. logins per second against raw Argon2id verifications per second, server CPU per login
 //!    against one raw verification;
@@ -273,7 +273,17 @@ async fn main() {
     let target = app
         .create_user("autobot", "read-target", PASSWORD, &["user"])
         .await;
-    report.push(reads(&app, pid, &admin, &target, &tcp).await);
+    report.push(reads(&app, pid, ("a session's token", &admin), &target, &tcp).await);
+    // 2b. The same reads with an API key, whose every use is counted beside the request.
+    let key = app
+        .post(
+            "/api/slm-auth/me/api-keys",
+            &admin,
+            json!({"name": "bench", "expires_days": 1}),
+        )
+        .await;
+    let key = key.body["key"].as_str().expect("an API key").to_owned();
+    report.push(reads(&app, pid, ("an API key", &key), &target, &tcp).await);
     // 3. PATCH.
     let patches = 500;
     let (server_before, pg_before) = (cpu_of(pid), postgres_cpu());
@@ -336,7 +346,7 @@ async fn main() {
             let target = app
                 .create_user("autobot", "read-target", PASSWORD, &["user"])
                 .await;
-            report.push(reads(&app, pid, &admin, &target, &local).await);
+            report.push(reads(&app, pid, ("a session's token", &admin), &target, &local).await);
         }
         None => report.push("no Unix socket of PostgreSQL found: reads through it skipped".into()),
     }
@@ -350,7 +360,7 @@ async fn main() {
 async fn reads(
     app: &TestApp,
     pid: u32,
-    admin: &str,
+    (credential, secret): (&str, &str),
     target: &str,
     transport: &Transport,
 ) -> String {
@@ -358,7 +368,7 @@ async fn reads(
         app.client.clone(),
         app.url(&format!("/api/autobot-users/{target}")),
     );
-    let token = admin.to_owned();
+    let token = secret.to_owned();
     let read = move || {
         let (client, url, token) = (client.clone(), read_url.clone(), token.clone());
         async move {
@@ -387,7 +397,8 @@ async fn reads(
         None => "TCP as the tests connect",
     };
     format!(
-        "GET /api/autobot-users/{{id}}, {CLIENTS} clients, {how}, pools of {}: {rate:.0}/s = \
+        "GET /api/autobot-users/{{id}} with {credential}, {CLIENTS} clients, {how}, pools of {}: \
+         {rate:.0}/s = \
          {:.2} of the pgbench primary-key limit ({limit:.0}/s); CPU per request: PostgreSQL \
          {:.3} ms, server {:.3} ms",
         transport.pool,
