@@ -151,8 +151,8 @@ async fn relay_batch(
     // The deletion commits without waiting for the disk (`synchronous_commit` off for this
     // transaction only): if PostgreSQL crashes before writing it, the rows come back and are
     // delivered again, which at-least-once allows. The change that queued them was committed
-    // durably; only this bookkeeping is not, so that each change waits for one flush of the
-    // log, not two.
+    // durably; only this bookkeeping is not, so that each change costs one flush of the log,
+    // not two.
     let mut rows = sqlx::query!(
         r#"WITH relay AS (
                SELECT pg_try_advisory_xact_lock(7263511, 2) AS locked,
