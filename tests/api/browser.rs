@@ -24,7 +24,7 @@ impl Chrome {
     pub async fn start(base: &str) -> Self {
         let port = free_port();
         let scratch = Scratch::new();
-        let driver = Command::new("chromedriver")
+        let mut driver = Command::new("chromedriver")
             .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
             .env("TMPDIR", &scratch.0)
             .stdout(Stdio::null())
@@ -52,8 +52,14 @@ impl Chrome {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+        let Some(client) = client else {
+            // Ended before its scratch directory goes, or it would write there again.
+            let _ = driver.kill();
+            let _ = driver.wait();
+            panic!("chromedriver did not answer");
+        };
         Self {
-            client: client.expect("chromedriver answers"),
+            client,
             base: base.to_owned(),
             driver,
             _scratch: scratch,
