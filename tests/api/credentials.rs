@@ -318,18 +318,12 @@ async fn api_key_lifecycle() {
         (Some("ci-2"), Some("builds"))
     );
     // Uses are counted beside the requests, not before their answers: wait for them.
-    let mut last_use = (None, 0);
-    for _ in 0..50 {
-        last_use = sqlx::query_as("SELECT last_used_at, usage_count FROM api_keys")
+    let count: i32 = polled(&app.slm_db, "SELECT usage_count FROM api_keys", |n| *n >= 2).await;
+    let used: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT last_used_at FROM api_keys")
             .fetch_one(&app.slm_db)
             .await
             .unwrap();
-        if last_use.1 >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (used, count): (Option<chrono::DateTime<chrono::Utc>>, i32) = last_use;
     assert!(used.is_some() && count >= 2, "last use recorded ({count})");
     let stored: String = sqlx::query_scalar("SELECT key_hash FROM api_keys LIMIT 1")
         .fetch_one(&app.slm_db)
@@ -960,17 +954,7 @@ async fn a_keys_uses_are_counted_without_waiting_for_the_disk_but_its_revocation
     let key = created.body["key"].as_str().unwrap();
     assert_eq!(app.get("/api/slm-users", key).await.status, 200);
     // The use is counted beside the request: wait for it.
-    let mut uses = 0;
-    for _ in 0..50 {
-        uses = sqlx::query_scalar::<_, i32>("SELECT usage_count FROM api_keys")
-            .fetch_one(&app.slm_db)
-            .await
-            .unwrap();
-        if uses == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let uses: i32 = polled(&app.slm_db, "SELECT usage_count FROM api_keys", |n| *n == 1).await;
     assert_eq!(uses, 1, "the use is counted");
     let kid = created.body["id"].as_str().unwrap();
     assert_eq!(

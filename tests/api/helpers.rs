@@ -635,6 +635,24 @@ pub async fn receive(pubsub: &mut redis::aio::PubSub, n: usize, within: Duration
     out
 }
 
+/// Reads the one value of `sql` every 100 ms, for at most 5 s, until `done` holds of it: for
+/// what the server writes beside a request (a key's use) or after answering it (the relay's
+/// deletion). The last value read.
+pub async fn polled<T>(pool: &PgPool, sql: &'static str, done: impl Fn(&T) -> bool) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    let mut value = sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
+    for _ in 0..50 {
+        if done(&value) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        value = sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
+    }
+    value
+}
+
 /// The current TOTP code of a base32 secret (RFC 6238: SHA-1, 6 digits, 30 s), computed as an
 /// authenticator app would.
 pub fn totp_code(secret_b32: &str) -> String {

@@ -329,17 +329,12 @@ async fn only_the_relays_bookkeeping_commits_without_waiting_for_the_disk() {
             .await;
         assert_eq!(receive(&mut sub, 1, Duration::from_secs(3)).await.len(), 1);
         // The message is published before the deletion commits.
-        let mut pending = 1;
-        for _ in 0..50 {
-            pending = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM slm_server.outbox")
-                .fetch_one(&app.autobot_db)
-                .await
-                .unwrap();
-            if pending == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let pending: i64 = polled(
+            &app.autobot_db,
+            "SELECT count(*) FROM slm_server.outbox",
+            |n| *n == 0,
+        )
+        .await;
         assert_eq!(pending, 0, "the relay deleted what it delivered");
     }
     let modes: Vec<(String, String)> =
