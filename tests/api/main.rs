@@ -12,6 +12,7 @@ mod cli;
 mod console;
 mod credentials;
 mod dashboard;
+mod deploy;
 mod errors;
 mod hardening;
 mod hostile;
