@@ -88,7 +88,7 @@ async fn start_server(transport: &Transport) -> (TestApp, Server, u32) {
     for url in ["SLM_DATABASE_URL", "AUTOBOT_DATABASE_URL"] {
         server_vars.insert(url.into(), through(&vars[url], transport));
     }
-    let log = std::env::temp_dir().join("slm-server-bench-reads.log");
+    let log = server_log();
     let child = Command::new(env!("CARGO_BIN_EXE_slm-server"))
         .arg("serve")
         .env_clear()
@@ -214,6 +214,7 @@ fn pgbench(database_url: &str, id: &str) -> f64 {
         .arg(database_url)
         .output()
         .expect("pgbench is installed (postgresql-contrib or the server package)");
+    let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("tps = "))
@@ -353,6 +354,13 @@ async fn main() {
     for line in report {
         println!("{line}");
     }
+    // The servers' log is kept only when a run fails.
+    let _ = std::fs::remove_file(server_log());
+}
+
+/// Where the servers write their log (its path is named when a server does not start).
+fn server_log() -> std::path::PathBuf {
+    std::env::temp_dir().join("slm-server-bench-reads.log")
 }
 
 /// Authenticated `GET /api/autobot-users/{target}` by `CLIENTS` clients against the pgbench
